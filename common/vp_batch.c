@@ -171,6 +171,35 @@ fail:
     return refuse(err, errlen, rc, why);
 }
 
+int vp_batch_retoken(const vp_batch_view *v, const char *token, uint8_t **out, size_t *out_len)
+{
+    size_t token_len = token ? strlen(token) : 0;
+    if (token_len > VP_MAX_TOKEN_LEN)
+        return VP_ETOOBIG;
+    size_t len = VP_BATCH_HEADER_LEN + token_len + v->payload_len;
+    uint8_t *msg = vp_malloc(len);
+    if (!msg)
+        return VP_ENOMEM;
+    /* The header is rebuilt from the view, so only checked fields travel. */
+    memcpy(msg, batch_magic, 4);
+    vp_store_u16le(msg + 4, VP_BATCH_VERSION);
+    msg[6] = v->kind;
+    msg[7] = v->flags;
+    memcpy(msg + 8, v->run_id, VP_RUN_ID_LEN);
+    vp_store_u64le(msg + 24, v->seq);
+    vp_store_u32le(msg + 32, v->raw_len);
+    vp_store_u32le(msg + 36, v->payload_len);
+    vp_store_u32le(msg + 40, v->samples);
+    vp_store_u16le(msg + 44, (uint16_t)token_len);
+    vp_store_u16le(msg + 46, 0);
+    if (token_len)
+        memcpy(msg + VP_BATCH_HEADER_LEN, token, token_len);
+    memcpy(msg + VP_BATCH_HEADER_LEN + token_len, v->payload, v->payload_len);
+    *out = msg;
+    *out_len = len;
+    return VP_OK;
+}
+
 int vp_batch_token_ok(const vp_batch_view *v, const char *expected)
 {
     size_t n = expected ? strlen(expected) : 0;

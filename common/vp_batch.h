@@ -67,6 +67,12 @@ int vp_batch_decode(const uint8_t *msg, size_t len, vp_batch_view *v, char *err,
  * returns VP_ECORRUPT or VP_ENOMEM with a reason in err. */
 int vp_batch_payload(const vp_batch_view *v, uint8_t **raw, char *err, size_t errlen);
 
+/* vp_batch_retoken builds a copy of a decoded batch carrying another token
+ * (NULL or "" for none), e.g. to store it without the agent's token or to
+ * forward it with the server's. On success *out is a new vp_malloc'd buffer
+ * owned by the caller. VP_ETOOBIG if the token is too long, VP_ENOMEM. */
+int vp_batch_retoken(const vp_batch_view *v, const char *token, uint8_t **out, size_t *out_len);
+
 /* vp_batch_token_ok compares the batch's token with the expected one in
  * constant time; an empty expected token accepts any batch. */
 int vp_batch_token_ok(const vp_batch_view *v, const char *expected);

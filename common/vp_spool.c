@@ -1,0 +1,215 @@
+/* vp_spool.c - see vp_spool.h. */
+#include "vp_spool.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vp_err.h"
+#include "vp_log.h"
+#include "vp_mem.h"
+
+struct vp_spool {
+    sqlite3 *db;
+    pthread_mutex_t mu;
+    uint64_t max_bytes;
+    uint64_t bytes; /* this connection's view; refreshed before each put */
+    sqlite3_stmt *put, *seen, *bytes_q, *runs, *peek, *del, *mark;
+};
+
+static const char schema[] =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=FULL;"
+    "CREATE TABLE IF NOT EXISTS batches("
+    " run_id BLOB NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL,"
+    " body BLOB NOT NULL, received INTEGER NOT NULL DEFAULT (unixepoch()),"
+    " PRIMARY KEY(run_id, seq)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS forwarded("
+    " run_id BLOB PRIMARY KEY, next_seq INTEGER NOT NULL) WITHOUT ROWID;";
+
+static int prepare(vp_spool *s, const char *sql, sqlite3_stmt **st)
+{
+    return sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK
+               ? VP_OK
+               : VP_EIO;
+}
+
+int vp_spool_open(const char *path, uint64_t max_bytes, vp_spool **out, char *err, size_t errlen)
+{
+    vp_spool *s = vp_calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return VP_ENOMEM;
+    }
+    s->max_bytes = max_bytes;
+    pthread_mutex_init(&s->mu, NULL);
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_busy_timeout(s->db, 10000);
+    if (sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    if (prepare(s, "INSERT OR IGNORE INTO batches(run_id, seq, kind, body) VALUES(?,?,?,?)", &s->put) ||
+        prepare(s, "SELECT next_seq FROM forwarded WHERE run_id=?", &s->seen) ||
+        prepare(s, "SELECT coalesce(sum(length(body)),0) FROM batches", &s->bytes_q) ||
+        prepare(s, "SELECT run_id FROM batches GROUP BY run_id ORDER BY min(received), run_id LIMIT ?", &s->runs) ||
+        prepare(s, "SELECT seq, kind, body FROM batches WHERE run_id=? ORDER BY seq LIMIT ?", &s->peek) ||
+        prepare(s, "DELETE FROM batches WHERE run_id=? AND seq=?", &s->del) ||
+        prepare(s, "INSERT INTO forwarded(run_id, next_seq) VALUES(?,?) ON CONFLICT(run_id)"
+                   " DO UPDATE SET next_seq=max(next_seq, excluded.next_seq)", &s->mark))
+        goto fail;
+    if (sqlite3_step(s->bytes_q) == SQLITE_ROW)
+        s->bytes = (uint64_t)sqlite3_column_int64(s->bytes_q, 0);
+    sqlite3_reset(s->bytes_q);
+    *out = s;
+    return VP_OK;
+fail:
+    snprintf(err, errlen, "cannot open spool %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "?");
+    vp_spool_close(s);
+    return VP_EIO;
+}
+
+static uint64_t refresh_bytes(vp_spool *s)
+{
+    if (sqlite3_step(s->bytes_q) == SQLITE_ROW)
+        s->bytes = (uint64_t)sqlite3_column_int64(s->bytes_q, 0);
+    sqlite3_reset(s->bytes_q);
+    return s->bytes;
+}
+
+int vp_spool_put(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq, uint8_t kind,
+                 const uint8_t *body, size_t len, int *duplicate)
+{
+    int rc = VP_EIO;
+    *duplicate = 0;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_bind_blob(s->seen, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+    int step = sqlite3_step(s->seen);
+    if (step == SQLITE_ROW && (uint64_t)sqlite3_column_int64(s->seen, 0) > seq) {
+        sqlite3_reset(s->seen);
+        *duplicate = 1;
+        rc = VP_OK;
+        goto done;
+    }
+    sqlite3_reset(s->seen);
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        goto done;
+    /* The forwarder deletes with its own connection, so our running total
+     * would only grow; ask the file when we look close to the bound. */
+    if (s->bytes + len > s->max_bytes && refresh_bytes(s) + len > s->max_bytes) {
+        rc = VP_EFULL;
+        goto done;
+    }
+    sqlite3_bind_blob(s->put, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(s->put, 2, (sqlite3_int64)seq);
+    sqlite3_bind_int(s->put, 3, kind);
+    sqlite3_bind_blob(s->put, 4, body, (int)len, SQLITE_STATIC);
+    step = sqlite3_step(s->put);
+    sqlite3_reset(s->put);
+    sqlite3_clear_bindings(s->put);
+    if (step != SQLITE_DONE) {
+        vp_error("spool insert failed: %s", sqlite3_errmsg(s->db));
+        goto done;
+    }
+    if (sqlite3_changes(s->db) == 0)
+        *duplicate = 1;
+    else
+        s->bytes += len;
+    rc = VP_OK;
+done:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int vp_spool_runs(vp_spool *s, uint8_t (*ids)[VP_RUN_ID_LEN], size_t cap)
+{
+    int n = 0, step;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_bind_int64(s->runs, 1, (sqlite3_int64)cap);
+    while ((step = sqlite3_step(s->runs)) == SQLITE_ROW && (size_t)n < cap) {
+        if (sqlite3_column_bytes(s->runs, 0) != VP_RUN_ID_LEN)
+            continue;
+        memcpy(ids[n++], sqlite3_column_blob(s->runs, 0), VP_RUN_ID_LEN);
+    }
+    sqlite3_reset(s->runs);
+    pthread_mutex_unlock(&s->mu);
+    return step == SQLITE_ROW || step == SQLITE_DONE ? n : VP_EIO;
+}
+
+int vp_spool_peek(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], vp_spool_item *items,
+                  size_t cap)
+{
+    int n = 0, step;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_bind_blob(s->peek, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(s->peek, 2, (sqlite3_int64)cap);
+    while ((step = sqlite3_step(s->peek)) == SQLITE_ROW && (size_t)n < cap) {
+        vp_spool_item *it = &items[n];
+        it->len = (size_t)sqlite3_column_bytes(s->peek, 2);
+        it->body = vp_malloc(it->len);
+        if (!it->body)
+            break;
+        memcpy(it->body, sqlite3_column_blob(s->peek, 2), it->len);
+        memcpy(it->run_id, run_id, VP_RUN_ID_LEN);
+        it->seq = (uint64_t)sqlite3_column_int64(s->peek, 0);
+        it->kind = (uint8_t)sqlite3_column_int(s->peek, 1);
+        n++;
+    }
+    sqlite3_reset(s->peek);
+    pthread_mutex_unlock(&s->mu);
+    return step == SQLITE_ROW || step == SQLITE_DONE ? n : VP_EIO;
+}
+
+void vp_spool_items_free(vp_spool_item *items, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        vp_free(items[i].body);
+        items[i].body = NULL;
+    }
+}
+
+int vp_spool_done(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq)
+{
+    int rc = VP_EIO;
+    pthread_mutex_lock(&s->mu);
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        goto done;
+    sqlite3_bind_blob(s->mark, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(s->mark, 2, (sqlite3_int64)(seq + 1));
+    int a = sqlite3_step(s->mark);
+    sqlite3_reset(s->mark);
+    sqlite3_bind_blob(s->del, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(s->del, 2, (sqlite3_int64)seq);
+    int b = sqlite3_step(s->del);
+    sqlite3_reset(s->del);
+    if (a == SQLITE_DONE && b == SQLITE_DONE &&
+        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        rc = VP_OK;
+    else
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+done:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+uint64_t vp_spool_bytes(vp_spool *s)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t b = refresh_bytes(s);
+    pthread_mutex_unlock(&s->mu);
+    return b;
+}
+
+void vp_spool_close(vp_spool *s)
+{
+    if (!s)
+        return;
+    sqlite3_stmt *all[] = {s->put, s->seen, s->bytes_q, s->runs, s->peek, s->del, s->mark};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        sqlite3_finalize(all[i]);
+    if (s->db)
+        sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->mu);
+    vp_free(s);
+}

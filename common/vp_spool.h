@@ -1,0 +1,61 @@
+/*
+ * vp_spool.h - a durable store of batches waiting to be forwarded: one
+ * SQLite file in WAL mode, synchronous=FULL, so a batch put is on disk when
+ * vp_spool_put returns and survives a SIGKILL of the process.
+ *
+ * Each vp_spool holds one SQLite connection and is used by one thread at a
+ * time (its calls take an internal mutex, so sharing is safe but serial).
+ * Several vp_spool objects may open the same file: intake and forwarding
+ * each have their own. Every call blocks on disk: never call one from a
+ * libuv loop thread.
+ */
+#ifndef VP_SPOOL_H
+#define VP_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vp_batch.h"
+
+typedef struct vp_spool vp_spool;
+
+typedef struct vp_spool_item {
+    uint8_t run_id[VP_RUN_ID_LEN];
+    uint64_t seq;
+    uint8_t kind;
+    uint8_t *body;  /* a whole batch message without token; owned by the item */
+    size_t len;
+} vp_spool_item;
+
+/* vp_spool_open opens (creating if needed) the spool at path. max_bytes
+ * bounds the stored bodies (vp_spool_put refuses past it). On success *out
+ * is owned by the caller (vp_spool_close). */
+int vp_spool_open(const char *path, uint64_t max_bytes, vp_spool **out, char *err, size_t errlen);
+
+/* vp_spool_put stores one batch body (copied). Returns VP_OK with
+ * *duplicate = 1 if (run, seq) was stored or forwarded before, VP_EFULL at
+ * the size bound, VP_EIO on a disk error. */
+int vp_spool_put(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq, uint8_t kind,
+                 const uint8_t *body, size_t len, int *duplicate);
+
+/* vp_spool_runs lists up to cap run ids that have stored batches, oldest
+ * first. Returns the count, or a negative error. */
+int vp_spool_runs(vp_spool *s, uint8_t (*ids)[VP_RUN_ID_LEN], size_t cap);
+
+/* vp_spool_peek reads up to cap stored batches of one run in seq order into
+ * items (each body a new allocation; free with vp_spool_items_free). Returns
+ * the count, or a negative error. */
+int vp_spool_peek(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], vp_spool_item *items,
+                  size_t cap);
+void vp_spool_items_free(vp_spool_item *items, size_t count);
+
+/* vp_spool_done removes a forwarded batch and remembers that seqs up to it
+ * were forwarded, so a late resend is recognised as a duplicate. */
+int vp_spool_done(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq);
+
+/* vp_spool_bytes is the total size of the stored bodies. */
+uint64_t vp_spool_bytes(vp_spool *s);
+
+void vp_spool_close(vp_spool *s);
+
+#endif

@@ -1,0 +1,301 @@
+/*
+ * forward.c - the relay's forwarder thread: moves spooled batches to
+ * vmpv-server (proto/PROTOCOL.md §C), each run in seq order, deleting a batch
+ * from the spool only once the server has confirmed it.
+ *
+ * Outcomes per response, after Fluent Bit's out_http: 200 done; 409 means the
+ * server wants another seq first (already applied: done; missing: wait for
+ * it); other 4xx but 408/429 are permanent (logged, counted, dropped); 5xx,
+ * 408, 429 and transport errors are retried with exponential backoff and
+ * jitter.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "relay_int.h"
+#include "vp_batch.h"
+#include "vp_err.h"
+#include "vp_limits.h"
+#include "vp_log.h"
+#include "vp_mem.h"
+
+#define RUNS_PER_PASS 64
+#define BATCHES_PER_RUN 32
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 10000
+#define IDLE_WAIT_MS 1000
+#define RESPONSE_MAX 4096
+
+struct vpr_forwarder {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int kicked, quit, draining;
+    vp_spool *spool;
+    CURL *curl;
+    struct curl_slist *headers;
+    char *url;
+    char *token;
+    uint64_t backoff_ms;
+    unsigned rand_state;
+};
+
+typedef struct response {
+    char body[RESPONSE_MAX];
+    size_t len;
+} response;
+
+enum outcome { SENT_OK, SENT_WAIT_GAP, SENT_DROP, SENT_RETRY };
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    response *r = arg;
+    size_t len = size * n, room = sizeof(r->body) - 1 - r->len;
+    size_t take = len < room ? len : room; /* keep the start, ignore the rest */
+    memcpy(r->body + r->len, p, take);
+    r->len += take;
+    r->body[r->len] = '\0';
+    return len;
+}
+
+static void wait_ms(vpr_forwarder *f, uint64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(ms / 1000);
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&f->mu);
+    while (!f->kicked && !f->quit &&
+           pthread_cond_timedwait(&f->cv, &f->mu, &until) != ETIMEDOUT) {
+    }
+    f->kicked = 0;
+    pthread_mutex_unlock(&f->mu);
+}
+
+static enum outcome post(vpr_forwarder *f, const vp_spool_item *it)
+{
+    char id[33];
+    vp_run_id_hex(it->run_id, id);
+    vp_batch_view v;
+    char why[128];
+    uint8_t *msg = NULL;
+    size_t len = 0;
+    if (vp_batch_decode(it->body, it->len, &v, why, sizeof(why)) != VP_OK) {
+        vp_error("spooled batch %s/%llu is unreadable (%s); dropping it", id,
+                 (unsigned long long)it->seq, why);
+        return SENT_DROP;
+    }
+    if (vp_batch_retoken(&v, f->token, &msg, &len) != VP_OK)
+        return SENT_RETRY;
+    response resp = {.len = 0};
+    curl_easy_setopt(f->curl, CURLOPT_POSTFIELDS, (const char *)msg);
+    curl_easy_setopt(f->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(f->curl, CURLOPT_WRITEDATA, &resp);
+    CURLcode cc = curl_easy_perform(f->curl);
+    vp_free(msg);
+    if (cc != CURLE_OK) {
+        vp_warn("forwarding %s/%llu failed: %s", id, (unsigned long long)it->seq,
+                curl_easy_strerror(cc));
+        return SENT_RETRY;
+    }
+    long code = 0;
+    curl_easy_getinfo(f->curl, CURLINFO_RESPONSE_CODE, &code);
+    if (code == 200)
+        return SENT_OK;
+    if (code == 409) {
+        json_t *j = json_loads(resp.body, 0, NULL);
+        json_t *e = json_object_get(j, "expected");
+        long long expected = json_is_integer(e) ? json_integer_value(e) : -1;
+        json_decref(j);
+        if (expected > (long long)it->seq)
+            return SENT_OK; /* the server has it already */
+        vp_info("server waits for %s/%lld before %llu", id, expected, (unsigned long long)it->seq);
+        return SENT_WAIT_GAP;
+    }
+    if (code >= 400 && code < 500 && code != 408 && code != 429 && code != 401) {
+        vp_error("server refused %s/%llu with %ld: %s; dropping it", id,
+                 (unsigned long long)it->seq, code, resp.body);
+        return SENT_DROP;
+    }
+    vp_warn("server answered %ld for %s/%llu: %s", code, id, (unsigned long long)it->seq,
+            resp.body);
+    return SENT_RETRY;
+}
+
+/* One pass over the spooled runs. Returns 1 if it got anything done. */
+static int forward_pass(vpr_forwarder *f, int *retry)
+{
+    uint8_t ids[RUNS_PER_PASS][VP_RUN_ID_LEN];
+    vp_spool_item items[BATCHES_PER_RUN];
+    int progress = 0;
+    int nruns = vp_spool_runs(f->spool, ids, RUNS_PER_PASS);
+    for (int r = 0; r < nruns && !*retry; r++) {
+        int n = vp_spool_peek(f->spool, ids[r], items, BATCHES_PER_RUN);
+        for (int i = 0; i < n; i++) {
+            enum outcome o = post(f, &items[i]);
+            if (o == SENT_OK || o == SENT_DROP) {
+                vp_metric_add(&vpr_metrics[o == SENT_OK ? VPR_M_FORWARDED : VPR_M_FORWARD_DROPPED], 1);
+                if (vp_spool_done(f->spool, items[i].run_id, items[i].seq) != VP_OK) {
+                    *retry = 1;
+                    break;
+                }
+                progress = 1;
+                continue;
+            }
+            if (o == SENT_RETRY) {
+                vp_metric_add(&vpr_metrics[VPR_M_FORWARD_RETRIES], 1);
+                *retry = 1;
+            }
+            break; /* this run waits for a missing batch, or the server is away */
+        }
+        if (n > 0)
+            vp_spool_items_free(items, (size_t)n);
+    }
+    return progress;
+}
+
+static void *forwarder_main(void *arg)
+{
+    vpr_forwarder *f = arg;
+    f->backoff_ms = BACKOFF_MIN_MS;
+    for (;;) {
+        pthread_mutex_lock(&f->mu);
+        int quit = f->quit;
+        pthread_mutex_unlock(&f->mu);
+        if (quit)
+            break;
+        int retry = 0;
+        int progress = forward_pass(f, &retry);
+        if (retry) {
+            /* Full jitter keeps a fleet of relays from retrying in step. */
+            uint64_t sleep_ms = f->backoff_ms / 2 + (uint64_t)rand_r(&f->rand_state) % (f->backoff_ms / 2 + 1);
+            wait_ms(f, sleep_ms);
+            f->backoff_ms = f->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : f->backoff_ms * 2;
+        } else {
+            f->backoff_ms = BACKOFF_MIN_MS;
+            if (!progress)
+                wait_ms(f, IDLE_WAIT_MS);
+        }
+        pthread_mutex_lock(&f->mu);
+        if (f->draining && !progress && vp_spool_bytes(f->spool) == 0)
+            f->quit = 1;
+        pthread_mutex_unlock(&f->mu);
+    }
+    return NULL;
+}
+
+vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_url,
+                                   const char *server_token, char *err, size_t errlen)
+{
+    vpr_forwarder *f = vp_calloc(1, sizeof(*f));
+    if (!f) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    size_t n = strlen(server_url);
+    while (n && server_url[n - 1] == '/')
+        n--;
+    f->url = vp_malloc(n + sizeof("/api/v1/batches"));
+    f->token = vp_strndup(server_token ? server_token : "", server_token ? strlen(server_token) : 0);
+    if (!f->url || !f->token) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    memcpy(f->url, server_url, n);
+    memcpy(f->url + n, "/api/v1/batches", sizeof("/api/v1/batches"));
+    if (vp_spool_open(spool_path, UINT64_MAX, &f->spool, err, errlen) != VP_OK)
+        goto fail;
+    f->curl = curl_easy_init();
+    if (!f->curl) {
+        snprintf(err, errlen, "cannot initialise libcurl");
+        goto fail;
+    }
+    char auth[VP_MAX_TOKEN_LEN + 32];
+    f->headers = curl_slist_append(NULL, "Content-Type: application/x-vmpv-batch");
+    f->headers = curl_slist_append(f->headers, "Expect:"); /* no 100-continue round trip */
+    if (f->token[0]) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", f->token);
+        f->headers = curl_slist_append(f->headers, auth);
+    }
+    curl_easy_setopt(f->curl, CURLOPT_URL, f->url);
+    curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, f->headers);
+    curl_easy_setopt(f->curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(f->curl, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(f->curl, CURLOPT_CONNECTTIMEOUT, 5L);
+    curl_easy_setopt(f->curl, CURLOPT_NOSIGNAL, 1L);
+    f->rand_state = (unsigned)time(NULL);
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    if (pthread_create(&f->thread, NULL, forwarder_main, f) != 0) {
+        snprintf(err, errlen, "cannot start the forwarder thread");
+        pthread_mutex_destroy(&f->mu);
+        pthread_cond_destroy(&f->cv);
+        goto fail;
+    }
+    return f;
+fail:
+    if (f->curl)
+        curl_easy_cleanup(f->curl);
+    curl_slist_free_all(f->headers);
+    vp_spool_close(f->spool);
+    vp_free(f->url);
+    vp_free(f->token);
+    vp_free(f);
+    return NULL;
+}
+
+void vpr_forwarder_kick(vpr_forwarder *f)
+{
+    pthread_mutex_lock(&f->mu);
+    f->kicked = 1;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+void vpr_forwarder_free(vpr_forwarder *f, uint64_t drain_ms)
+{
+    /* Drain: let the thread empty the spool for a while, then stop it. What
+     * is left stays in the spool for the next start: nothing is lost. */
+    pthread_mutex_lock(&f->mu);
+    f->draining = 1;
+    f->kicked = 1;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        pthread_mutex_lock(&f->mu);
+        int quit = f->quit;
+        pthread_mutex_unlock(&f->mu);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        uint64_t spent = (uint64_t)(now.tv_sec - start.tv_sec) * 1000u +
+                         (uint64_t)((now.tv_nsec - start.tv_nsec) / 1000000L);
+        if (quit || spent >= drain_ms)
+            break;
+        struct timespec ten = {0, 10 * 1000000L};
+        nanosleep(&ten, NULL);
+    }
+    pthread_mutex_lock(&f->mu);
+    f->quit = 1;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    pthread_join(f->thread, NULL);
+    curl_easy_cleanup(f->curl);
+    curl_slist_free_all(f->headers);
+    vp_spool_close(f->spool);
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
+    vp_free(f->url);
+    vp_free(f->token);
+    vp_free(f);
+}

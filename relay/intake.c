@@ -1,0 +1,286 @@
+/*
+ * intake.c - vmpv-relay's side of proto/PROTOCOL.md §B: receive batches over
+ * nng rep0, check them, make them durable in the spool, acknowledge.
+ *
+ * Each of a fixed number of nng contexts carries one request at a time, so
+ * the number of batches in the relay's memory is bounded by the context
+ * count. A context moves RECV -> (loop) CHECK -> (pool) STORE -> SEND -> RECV.
+ */
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "relay_int.h"
+#include "vp_batch.h"
+#include "vp_err.h"
+#include "vp_limits.h"
+#include "vp_log.h"
+#include "vp_mem.h"
+
+enum ctx_state { CTX_RECV, CTX_SEND };
+
+typedef struct intake_ctx {
+    vpr_intake *in;
+    nng_ctx ctx;
+    nng_aio *aio;
+    enum ctx_state state;
+    nng_msg *msg;
+    uv_work_t work;
+    vp_batch_view batch;
+    uint8_t status;
+    char reason[VP_MAX_REASON_LEN + 1];
+    struct intake_ctx *next_ready;
+} intake_ctx;
+
+struct vpr_intake {
+    vpr_relay *relay;
+    nng_socket sock;
+    nng_listener listener;
+    uv_async_t ready_async;
+    pthread_mutex_t mu;
+    intake_ctx *ready; /* received, waiting for the loop */
+    intake_ctx *ctxs;
+    unsigned count;
+    int stopping;
+};
+
+static void arm_recv(intake_ctx *c)
+{
+    c->state = CTX_RECV;
+    nng_ctx_recv(c->ctx, c->aio);
+}
+
+/* nng thread: a receive or a send finished. */
+static void on_aio(void *arg)
+{
+    intake_ctx *c = arg;
+    int rv = nng_aio_result(c->aio);
+    if (c->state == CTX_SEND) {
+        if (rv != 0) /* the agent went away; it will resend */
+            nng_msg_free(nng_aio_get_msg(c->aio));
+        if (!c->in->stopping)
+            arm_recv(c);
+        return;
+    }
+    if (rv != 0) {
+        if (rv != NNG_ECLOSED && !c->in->stopping)
+            arm_recv(c);
+        return;
+    }
+    c->msg = nng_aio_get_msg(c->aio);
+    pthread_mutex_lock(&c->in->mu);
+    c->next_ready = c->in->ready;
+    c->in->ready = c;
+    /* Under the mutex: once stop has closed the handle, nobody sends. */
+    if (!c->in->stopping)
+        uv_async_send(&c->in->ready_async);
+    pthread_mutex_unlock(&c->in->mu);
+}
+
+static void reply(intake_ctx *c, uint8_t status, const uint8_t *run_id, uint64_t seq,
+                  const char *reason)
+{
+    uint8_t ack[VP_ACK_HEADER_LEN + VP_MAX_REASON_LEN];
+    int n = vp_ack_encode(status, run_id, seq, reason, ack, sizeof(ack));
+    /* Reuse the request's message for the reply: no allocation can fail. */
+    nng_msg_clear(c->msg);
+    if (n < 0 || nng_msg_append(c->msg, ack, (size_t)n) != 0) {
+        nng_msg_free(c->msg);
+        c->msg = NULL;
+        arm_recv(c);
+        return;
+    }
+    nng_aio_set_msg(c->aio, c->msg);
+    c->msg = NULL;
+    c->state = CTX_SEND;
+    nng_ctx_send(c->ctx, c->aio);
+}
+
+/* Thread pool: decompress (which checks the LZ4 content checksum), then make
+ * the batch durable. The stored copy has no token. */
+static void store_work(uv_work_t *w)
+{
+    intake_ctx *c = w->data;
+    vpr_relay *r = c->in->relay;
+    uint8_t *raw = NULL, *body = NULL;
+    size_t body_len = 0;
+    char why[128];
+    if (vp_batch_payload(&c->batch, &raw, why, sizeof(why)) != VP_OK) {
+        c->status = VP_ACK_MALFORMED;
+        snprintf(c->reason, sizeof(c->reason), "%s", why);
+        return;
+    }
+    vp_free(raw);
+    if (vp_batch_retoken(&c->batch, NULL, &body, &body_len) != VP_OK) {
+        c->status = VP_ACK_BUSY;
+        snprintf(c->reason, sizeof(c->reason), "relay out of memory");
+        return;
+    }
+    int dup = 0;
+    int rc = vp_spool_put(r->spool, c->batch.run_id, c->batch.seq, c->batch.kind, body, body_len, &dup);
+    vp_free(body);
+    if (rc == VP_OK) {
+        c->status = dup ? VP_ACK_DUPLICATE : VP_ACK_STORED;
+        c->reason[0] = '\0';
+    } else if (rc == VP_EFULL) {
+        c->status = VP_ACK_BUSY;
+        snprintf(c->reason, sizeof(c->reason), "relay spool is full");
+    } else {
+        c->status = VP_ACK_BUSY;
+        snprintf(c->reason, sizeof(c->reason), "relay spool write failed");
+    }
+}
+
+static void store_done(uv_work_t *w, int status)
+{
+    intake_ctx *c = w->data;
+    vpr_relay *r = c->in->relay;
+    if (status == UV_ECANCELED) {
+        c->status = VP_ACK_BUSY;
+        snprintf(c->reason, sizeof(c->reason), "relay is stopping");
+    }
+    switch (c->status) {
+    case VP_ACK_STORED:
+        vp_metric_add(&vpr_metrics[VPR_M_BATCHES_IN], 1);
+        vp_metric_add(&vpr_metrics[VPR_M_SAMPLES_IN], c->batch.samples);
+        vpr_forwarder_kick(r->forwarder);
+        break;
+    case VP_ACK_DUPLICATE:
+        vp_metric_add(&vpr_metrics[VPR_M_DUPLICATES], 1);
+        break;
+    case VP_ACK_MALFORMED:
+        vp_metric_add(&vpr_metrics[VPR_M_REFUSED_MALFORMED], 1);
+        vp_warn("refused a malformed batch: %s", c->reason);
+        break;
+    default:
+        vp_metric_add(&vpr_metrics[VPR_M_REFUSED_FULL], 1);
+        break;
+    }
+    reply(c, c->status, c->batch.run_id, c->batch.seq, c->reason);
+}
+
+/* Loop thread: check what nng received and pass good batches to the pool. */
+static void on_ready(uv_async_t *a)
+{
+    vpr_intake *in = a->data;
+    pthread_mutex_lock(&in->mu);
+    intake_ctx *list = in->ready;
+    in->ready = NULL;
+    pthread_mutex_unlock(&in->mu);
+    while (list) {
+        intake_ctx *c = list;
+        list = c->next_ready;
+        char why[128];
+        int rc = vp_batch_decode(nng_msg_body(c->msg), nng_msg_len(c->msg), &c->batch, why,
+                                 sizeof(why));
+        if (rc != VP_OK) {
+            vp_metric_add(&vpr_metrics[VPR_M_REFUSED_MALFORMED], 1);
+            vp_warn("refused a malformed batch: %s", why);
+            reply(c, VP_ACK_MALFORMED, NULL, 0, why);
+            continue;
+        }
+        if (!vp_batch_token_ok(&c->batch, in->relay->token)) {
+            vp_metric_add(&vpr_metrics[VPR_M_REFUSED_TOKEN], 1);
+            vp_warn("refused a batch with a wrong or missing token");
+            reply(c, VP_ACK_UNAUTHORIZED, c->batch.run_id, c->batch.seq,
+                  "wrong or missing token (check the agent's --token)");
+            continue;
+        }
+        if (in->stopping) {
+            reply(c, VP_ACK_BUSY, c->batch.run_id, c->batch.seq, "relay is stopping");
+            continue;
+        }
+        c->work.data = c;
+        if (uv_queue_work(in->relay->loop, &c->work, store_work, store_done) != 0)
+            reply(c, VP_ACK_BUSY, c->batch.run_id, c->batch.seq, "relay is busy");
+    }
+}
+
+vpr_intake *vpr_intake_start(vpr_relay *r, const char *url, unsigned contexts, char *bound,
+                             size_t bound_cap, char *err, size_t errlen)
+{
+    vpr_intake *in = vp_calloc(1, sizeof(*in));
+    if (!in) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    in->relay = r;
+    pthread_mutex_init(&in->mu, NULL);
+    int rv = nng_rep0_open(&in->sock);
+    if (rv != 0) {
+        snprintf(err, errlen, "cannot open nng rep socket: %s", nng_strerror(rv));
+        goto fail;
+    }
+    /* A message over this is dropped by nng before it reaches us. */
+    nng_socket_set_size(in->sock, NNG_OPT_RECVMAXSZ, VP_MAX_HTTP_BATCH_BODY);
+    in->ctxs = vp_calloc(contexts, sizeof(*in->ctxs));
+    if (!in->ctxs) {
+        snprintf(err, errlen, "out of memory");
+        goto fail_sock;
+    }
+    for (unsigned i = 0; i < contexts; i++) {
+        intake_ctx *c = &in->ctxs[i];
+        c->in = in;
+        if ((rv = nng_ctx_open(&c->ctx, in->sock)) != 0 ||
+            (rv = nng_aio_alloc(&c->aio, on_aio, c)) != 0) {
+            snprintf(err, errlen, "cannot set up nng contexts: %s", nng_strerror(rv));
+            goto fail_sock;
+        }
+        in->count++;
+    }
+    if ((rv = nng_listener_create(&in->listener, in->sock, url)) != 0 ||
+        (rv = nng_listener_start(in->listener, 0)) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", url, nng_strerror(rv));
+        goto fail_sock;
+    }
+    int port = 0;
+    snprintf(bound, bound_cap, "%s", url);
+    if (nng_listener_get_int(in->listener, NNG_OPT_TCP_BOUND_PORT, &port) == 0) {
+        /* Report the real port when the URL asked for port 0. */
+        char *colon = strrchr(bound, ':');
+        if (colon)
+            snprintf(colon + 1, bound_cap - (size_t)(colon + 1 - bound), "%d", port);
+    }
+    uv_async_init(r->loop, &in->ready_async, on_ready);
+    in->ready_async.data = in;
+    for (unsigned i = 0; i < in->count; i++)
+        arm_recv(&in->ctxs[i]);
+    return in;
+fail_sock:
+    for (unsigned i = 0; i < in->count; i++) {
+        nng_aio_free(in->ctxs[i].aio);
+        nng_ctx_close(in->ctxs[i].ctx);
+    }
+    vp_free(in->ctxs);
+    nng_close(in->sock);
+fail:
+    pthread_mutex_destroy(&in->mu);
+    vp_free(in);
+    return NULL;
+}
+
+void vpr_intake_stop(vpr_intake *in)
+{
+    pthread_mutex_lock(&in->mu);
+    in->stopping = 1;
+    pthread_mutex_unlock(&in->mu);
+    nng_listener_close(in->listener);
+    uv_close((uv_handle_t *)&in->ready_async, NULL);
+}
+
+void vpr_intake_free(vpr_intake *in)
+{
+    nng_close(in->sock);
+    for (unsigned i = 0; i < in->count; i++) {
+        nng_aio_stop(in->ctxs[i].aio);
+        nng_aio_free(in->ctxs[i].aio);
+    }
+    /* Messages received but never processed by the loop. */
+    for (intake_ctx *c = in->ready; c; c = c->next_ready)
+        nng_msg_free(c->msg);
+    vp_free(in->ctxs);
+    pthread_mutex_destroy(&in->mu);
+    vp_free(in);
+}

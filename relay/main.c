@@ -1,0 +1,129 @@
+/*
+ * main.c - vmpv-relay: the central intake. Agents send batches over nng; the
+ * relay makes each durable in its SQLite spool before acknowledging it, and a
+ * forwarder moves the spool to vmpv-server over HTTP.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "relay_int.h"
+#include "vp_config.h"
+#include "vp_err.h"
+#include "vp_log.h"
+#include "vp_limits.h"
+#include "vp_net.h"
+#include "vp_version.h"
+
+static const vp_option options[] = {
+    {"listen", "URL", "tcp://127.0.0.1:7000", "where agents connect (nng URL; port 0 picks one)"},
+    {"server", "URL", "http://127.0.0.1:8000", "vmpv-server's base URL"},
+    {"data", "DIR", "./vmpv-relay-data", "state directory; the spool is DIR/spool.sqlite"},
+    {"token", "TOKEN", "", "token agents must present (empty: any)"},
+    {"server-token", "TOKEN", "", "token presented to vmpv-server's intake"},
+    {"max-spool-bytes", "N", "4294967296", "spool size at which the relay stops acknowledging"},
+    {"contexts", "N", "32", "batches received concurrently"},
+    {"drain-ms", "MS", "5000", "on SIGTERM, how long to keep forwarding before exiting"},
+    {"log-level", "LEVEL", "info", "debug, info, warn or error"},
+};
+
+vp_metric vpr_metrics[VPR_M_COUNT] = {
+    [VPR_M_BATCHES_IN] = {"vmpv_relay_batches_total", "batches stored in the spool", 0, 0},
+    [VPR_M_SAMPLES_IN] = {"vmpv_relay_samples_total", "samples stored in the spool", 0, 0},
+    [VPR_M_DUPLICATES] = {"vmpv_relay_duplicates_total", "batches received again and dropped", 0, 0},
+    [VPR_M_REFUSED_MALFORMED] = {"vmpv_relay_refusals_total{reason=\"malformed\"}", "batches refused", 0, 0},
+    [VPR_M_REFUSED_TOKEN] = {"vmpv_relay_refusals_total{reason=\"token\"}", "batches refused", 0, 0},
+    [VPR_M_REFUSED_FULL] = {"vmpv_relay_refusals_total{reason=\"busy\"}", "batches refused", 0, 0},
+    [VPR_M_FORWARDED] = {"vmpv_relay_forwarded_total", "batches the server confirmed", 0, 0},
+    [VPR_M_FORWARD_RETRIES] = {"vmpv_relay_forward_retries_total", "forwarding attempts to retry", 0, 0},
+    [VPR_M_FORWARD_DROPPED] = {"vmpv_relay_forward_dropped_total", "batches the server refused for good", 0, 0},
+};
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    vpr_relay *r = sig->data;
+    vp_info("signal %d: stopping intake, draining", signum);
+    r->stopping = 1;
+    vpr_intake_stop(r->intake);
+    uv_close((uv_handle_t *)&r->sigterm, NULL);
+    uv_close((uv_handle_t *)&r->sigint, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    vp_config cfg;
+    char err[512];
+    int exit_code = 1;
+    vpr_relay r;
+    memset(&r, 0, sizeof(r));
+    int rc = vp_config_load(&cfg, "vmpv-relay", VP_VERSION,
+                            "Takes batches from vmpv-agents, spools them durably, forwards them to vmpv-server.",
+                            options, sizeof(options) / sizeof(options[0]), argc, argv, err, sizeof(err));
+    if (rc == VP_CONFIG_EXIT_OK) {
+        vp_config_free(&cfg);
+        return 0;
+    }
+    if (rc != VP_OK) {
+        fprintf(stderr, "vmpv-relay: %s\n", err);
+        goto fail_cfg;
+    }
+    int level = vp_log_parse_level(vp_config_get(&cfg, "log-level"));
+    vp_log_init("vmpv-relay", level < 0 ? VP_LOG_INFO : (enum vp_log_level)level);
+    uint64_t max_spool = 0, contexts = 0, drain_ms = 0;
+    if (vp_config_get_u64(&cfg, "max-spool-bytes", 1 << 20, 1ull << 50, &max_spool, err, sizeof(err)) ||
+        vp_config_get_u64(&cfg, "contexts", 1, VP_MAX_RELAY_PENDING, &contexts, err, sizeof(err)) ||
+        vp_config_get_u64(&cfg, "drain-ms", 0, 600000, &drain_ms, err, sizeof(err))) {
+        fprintf(stderr, "vmpv-relay: %s\n", err);
+        goto fail_cfg;
+    }
+    const char *data = vp_config_get(&cfg, "data");
+    if (mkdir(data, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "vmpv-relay: cannot create %s: %s\n", data, strerror(errno));
+        goto fail_cfg;
+    }
+    char spool_path[4096];
+    snprintf(spool_path, sizeof(spool_path), "%s/spool.sqlite", data);
+    r.token = vp_config_get(&cfg, "token");
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (vp_spool_open(spool_path, max_spool, &r.spool, err, sizeof(err)) != VP_OK) {
+        fprintf(stderr, "vmpv-relay: %s\n", err);
+        goto fail_curl;
+    }
+    r.forwarder = vpr_forwarder_start(spool_path, vp_config_get(&cfg, "server"),
+                                      vp_config_get(&cfg, "server-token"), err, sizeof(err));
+    if (!r.forwarder) {
+        fprintf(stderr, "vmpv-relay: %s\n", err);
+        goto fail_spool;
+    }
+    r.loop = uv_default_loop();
+    char bound[512];
+    r.intake = vpr_intake_start(&r, vp_config_get(&cfg, "listen"), (unsigned)contexts, bound,
+                                sizeof(bound), err, sizeof(err));
+    if (!r.intake) {
+        fprintf(stderr, "vmpv-relay: %s\n", err);
+        goto fail_forwarder;
+    }
+    uv_signal_init(r.loop, &r.sigterm);
+    uv_signal_init(r.loop, &r.sigint);
+    r.sigterm.data = r.sigint.data = &r;
+    uv_signal_start(&r.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&r.sigint, on_signal, SIGINT);
+    vp_info("forwarding to %s", vp_config_get(&cfg, "server"));
+    vp_net_ready("vmpv-relay", bound);
+    uv_run(r.loop, UV_RUN_DEFAULT);
+    exit_code = 0;
+    vpr_intake_free(r.intake);
+fail_forwarder:
+    vpr_forwarder_free(r.forwarder, exit_code == 0 ? drain_ms : 0);
+fail_spool:
+    vp_spool_close(r.spool);
+fail_curl:
+    curl_global_cleanup();
+    if (r.loop)
+        uv_loop_close(r.loop);
+fail_cfg:
+    vp_config_free(&cfg);
+    return exit_code;
+}

@@ -1,0 +1,62 @@
+/*
+ * relay_int.h - declarations shared by vmpv-relay's own files only.
+ *
+ * Threads: nng's threads receive batches and hand them to the libuv loop
+ * (a mutex-guarded list and a uv_async); the loop checks them and sends the
+ * spool writes to libuv's thread pool; acknowledgements go back out through
+ * nng once the write is durable. The forwarder is its own thread with its
+ * own spool connection and a blocking libcurl handle.
+ */
+#ifndef RELAY_INT_H
+#define RELAY_INT_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "vp_metrics.h"
+#include "vp_spool.h"
+
+typedef struct vpr_intake vpr_intake;
+typedef struct vpr_forwarder vpr_forwarder;
+
+typedef struct vpr_relay {
+    uv_loop_t *loop;
+    uv_signal_t sigterm, sigint;
+    const char *token;     /* what agents must present */
+    vp_spool *spool;       /* intake's connection, used from the thread pool */
+    vpr_intake *intake;
+    vpr_forwarder *forwarder;
+    int stopping;
+} vpr_relay;
+
+enum {
+    VPR_M_BATCHES_IN,
+    VPR_M_SAMPLES_IN,
+    VPR_M_DUPLICATES,
+    VPR_M_REFUSED_MALFORMED,
+    VPR_M_REFUSED_TOKEN,
+    VPR_M_REFUSED_FULL,
+    VPR_M_FORWARDED,
+    VPR_M_FORWARD_RETRIES,
+    VPR_M_FORWARD_DROPPED,
+    VPR_M_COUNT
+};
+extern vp_metric vpr_metrics[VPR_M_COUNT];
+
+/* intake.c: listen on url with `contexts` concurrent requests. On success
+ * writes the bound address (with the real port) into bound. */
+vpr_intake *vpr_intake_start(vpr_relay *r, const char *url, unsigned contexts, char *bound,
+                             size_t bound_cap, char *err, size_t errlen);
+/* Stops receiving; requests being written to the spool still finish. */
+void vpr_intake_stop(vpr_intake *in);
+void vpr_intake_free(vpr_intake *in);
+
+/* forward.c: a thread that moves spooled batches to the server. */
+vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_url,
+                                   const char *server_token, char *err, size_t errlen);
+/* Wakes the forwarder: something new is in the spool. Thread-safe. */
+void vpr_forwarder_kick(vpr_forwarder *f);
+/* Gives the forwarder up to drain_ms to empty the spool, then stops it. */
+void vpr_forwarder_free(vpr_forwarder *f, uint64_t drain_ms);
+
+#endif
