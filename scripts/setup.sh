@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs and builds everything vmprof-viewer needs on a Debian machine, as
+# root. Safe to run again: each step is skipped when its result is present.
+#   scripts/setup.sh            -> build/ (release) for the demo
+#   scripts/setup.sh --tests    -> also build-asan/ (ASan+UBSan) and test tools
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+WANT_TESTS=0
+[ "${1:-}" = "--tests" ] && WANT_TESTS=1
+
+say() { printf '\n== %s\n' "$*"; }
+
+# 1. Debian packages: the C libraries, meson, and for tests chromium and PostgreSQL.
+PKGS=(build-essential pkg-config meson ninja-build python3-venv sqlite3
+      libuv1-dev libnng-dev liblz4-dev libsqlite3-dev libh2o-dev libcurl4-openssl-dev
+      libjansson-dev libmsgpack-dev libpq-dev)
+[ "$WANT_TESTS" = 1 ] && PKGS+=(chromium postgresql)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  say "installing Node.js and npm from Debian"
+  apt-get install -y -qq nodejs npm >/dev/null
+fi
+
+# 2. The C programs.
+if [ ! -f build/build.ninja ]; then
+  say "configuring build/"
+  meson setup build --buildtype=release >/dev/null
+fi
+say "building build/"
+ninja -C build >/dev/null
+if [ "$WANT_TESTS" = 1 ]; then
+  if [ ! -f build-asan/build.ninja ]; then
+    say "configuring build-asan/ (ASan + UBSan)"
+    meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+      -Dfault_injection=true >/dev/null
+  fi
+  say "building build-asan/"
+  ninja -C build-asan >/dev/null
+fi
+
+# 3. Python: a venv with the pinned sampler, the client and pytest.
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python -c 'import vmprof_viewer_client, pytest' 2>/dev/null; then
+  say "installing the Python client (vmprof 0.6.0) and pytest"
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q pytest ./client
+else
+  # Always refresh the client itself: it may have changed since the venv was made.
+  .venv/bin/pip install -q --no-deps --force-reinstall ./client >/dev/null
+fi
+
+# 4. The web UI.
+if [ ! -d web/node_modules ]; then
+  say "installing web dependencies (npm ci)"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
+fi
+say "building the web UI"
+(cd web && npm run --silent build >/dev/null)
+say "setup done"
