@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Pipeline, vmprof_truth, wait_for_run
+from harness import ROOT, Pipeline, vmprof_truth, wait_for_run
 from test_e2e import WORKLOAD, export_truth, run_workload
 
 CHROMIUM = "/usr/bin/chromium"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (PYTHON, ROOT, Pipeline, assert_run_matches_vmprof, http_json,
+from harness import (PYTHON, ROOT, Pipeline, assert_run_matches_vmprof, http_json,
                       vmprof_truth, wait_for_run)
 
 WORKLOAD = textwrap.dedent('''

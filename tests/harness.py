@@ -1,0 +1,253 @@
+"""Shared fixtures: the real daemons on free loopback ports, state in temp dirs.
+
+Nothing here is mocked: each fixture starts the built binaries (from
+$VMPV_BUILD, default ./build) and waits for the one line each prints when it
+is ready ("<program> listening on <address>").
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = Path(os.environ.get("VMPV_BUILD", ROOT / "build")).resolve()
+READY_TIMEOUT = 20.0
+
+
+def binary(name: str) -> Path:
+    sub = name.split("-", 1)[1]
+    path = BUILD / sub / name
+    if not path.exists():
+        pytest.fail(f"{path} is not built (run the README's test command)")
+    return path
+
+
+@dataclass
+class Daemon:
+    name: str
+    proc: subprocess.Popen[str]
+    address: str
+    stderr_path: Path
+    _stdout_lines: list[str] = field(default_factory=list)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+
+def start_daemon(name: str, args: list[str], workdir: Path) -> Daemon:
+    """Start a daemon and wait for its ready line; fail with its log if it dies."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    err_path = workdir / f"{name}.stderr"
+    err = open(err_path, "w")
+    proc = subprocess.Popen(
+        [str(binary(name)), *args],
+        stdout=subprocess.PIPE,
+        stderr=err,
+        text=True,
+        cwd=workdir,
+    )
+    err.close()
+    found: list[str] = []
+
+    def read_ready() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if " listening on " in line:
+                found.append(line.strip().split(" listening on ", 1)[1])
+                break
+        # Keep draining so the daemon never blocks on a full pipe.
+        for _ in proc.stdout:
+            pass
+
+    t = threading.Thread(target=read_ready, daemon=True)
+    t.start()
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not found and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    if not found:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"{name} did not become ready: {err_path.read_text(errors='replace')[-3000:]}")
+    return Daemon(name, proc, found[0], err_path)
+
+
+@dataclass
+class Pipeline:
+    server: Daemon
+    relay: Daemon
+    agent: Daemon
+    server_url: str
+    agent_socket: str
+    tmp: Path
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["VMPV_AGENT_SOCKET"] = self.agent_socket
+        env["VMPV_URL"] = self.server_url
+        env["VMPV_SPOOL_DIR"] = str(self.tmp / "client-spool")
+        return env
+
+
+def start_server(tmp: Path, *extra: str) -> Daemon:
+    web = ROOT / "web" / "dist"
+    return start_daemon(
+        "vmpv-server",
+        ["--listen", "127.0.0.1:0", "--data", str(tmp / "server"), "--web", str(web), *extra],
+        tmp / "server-run",
+    )
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+    server = start_server(tmp_path)
+    relay = start_daemon(
+        "vmpv-relay",
+        ["--listen", "tcp://127.0.0.1:0", "--server", server.address, "--data", str(tmp_path / "relay")],
+        tmp_path / "relay-run",
+    )
+    sock = str(tmp_path / "agent.sock")
+    agent = start_daemon(
+        "vmpv-agent",
+        ["--socket", sock, "--relay", relay.address, "--data", str(tmp_path / "agent")],
+        tmp_path / "agent-run",
+    )
+    p = Pipeline(server, relay, agent, server.address, sock, tmp_path)
+    yield p
+    codes = {d.name: d.stop() for d in (agent, relay, server)}
+    for name, code in codes.items():
+        assert code == 0, f"{name} exited with {code} on SIGTERM:\n{p.__dict__[name.split('-')[1]].log()[-3000:]}"
+
+
+def http_json(url: str, data: bytes | None = None, method: str | None = None,
+              headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            body = r.read()
+            status = r.status
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        status = e.code
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body.decode(errors="replace")
+
+
+def wait_for_run(server_url: str, run_id: str, timeout: float = 30.0,
+                 final: tuple[str, ...] = ("complete", "failed", "incomplete")) -> dict[str, Any]:
+    """Poll the API until the run reaches a final status."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        status, last = http_json(f"{server_url}/api/runs/{run_id}")
+        if status == 200 and last.get("status") in final:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} did not finish in {timeout}s; last answer: {last}")
+
+
+# ---- the independent truth: vmprof's own reader --------------------------------
+
+def split_name(name: str) -> tuple[str, str, int]:
+    """vmprof's 'py:func:line:file' -> (func, file, line), as the API reports them."""
+    parts = name.split(":", 3)
+    if len(parts) == 4:
+        try:
+            return parts[1], parts[3], int(parts[2])
+        except ValueError:
+            pass
+    return (parts[1] if len(parts) > 1 else name), "", 0
+
+
+def vmprof_truth(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Samples, peak RSS and per-function self/total counts per vmprof.read_profile."""
+    import vmprof  # the sampler's own reader, not ours
+
+    stats = vmprof.read_profile(str(path))
+    names = stats.adr_dict
+    self_count: dict[tuple[str, str, int], int] = {}
+    total_count: dict[tuple[str, str, int], int] = {}
+    for trace, _weight, _thread, _mem in stats.profiles:
+        # Line mode interleaves negated line numbers; they are not frames.
+        addrs = [int(a) for a in trace if int(a) > 0]
+        keys = []
+        for a in addrs:
+            n = names.get(a)
+            keys.append(split_name(n) if n else (f"<unknown 0x{a:x}>", "", 0))
+        if not keys:
+            continue
+        self_count[keys[-1]] = self_count.get(keys[-1], 0) + 1
+        for k in set(keys):
+            total_count[k] = total_count.get(k, 0) + 1
+    return {
+        "samples": len(stats.profiles),
+        "peak_rss_kb": max((p[3] for p in stats.profiles), default=0),
+        "self": self_count,
+        "total": total_count,
+    }
+
+
+def api_functions(server_url: str, run_id: str) -> tuple[dict, dict]:
+    status, body = http_json(f"{server_url}/api/runs/{run_id}/functions")
+    assert status == 200, body
+    self_c = {(f["name"], f["file"], f["line"]): f["self"] for f in body["functions"] if f["self"]}
+    total_c = {(f["name"], f["file"], f["line"]): f["total"] for f in body["functions"]}
+    return self_c, total_c
+
+
+def collapsed_counts(text: str) -> tuple[int, dict[str, int]]:
+    """Total samples and per-leaf-label counts from flamegraph.pl collapsed text."""
+    total = 0
+    leaves: dict[str, int] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        total += n
+        leaf = stack.split(";")[-1]
+        leaves[leaf] = leaves.get(leaf, 0) + n
+    return total, leaves
+
+
+def assert_run_matches_vmprof(server_url: str, run_id: str, profile: str | os.PathLike[str]) -> dict:
+    truth = vmprof_truth(profile)
+    status, run = http_json(f"{server_url}/api/runs/{run_id}")
+    assert status == 200, run
+    assert run["samples"] == truth["samples"]
+    assert run["peak_rss_kb"] == truth["peak_rss_kb"]
+    self_c, total_c = api_functions(server_url, run_id)
+    assert self_c == truth["self"]
+    assert total_c == truth["total"]
+    status, text = http_json(f"{server_url}/api/runs/{run_id}/collapsed")
+    assert status == 200
+    total, leaves = collapsed_counts(text if isinstance(text, str) else json.dumps(text))
+    assert total == truth["samples"]
+    want_leaves = {f"{k[0]} ({k[1]}:{k[2]})": v for k, v in truth["self"].items()}
+    assert leaves == want_leaves
+    return truth
+
+
+PYTHON = sys.executable
