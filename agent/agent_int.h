@@ -1,21 +1,29 @@
 /*
  * agent_int.h - declarations shared by vmpv-agent's own files only.
  *
- * Threads: the libuv loop thread owns every session and all file reading
- * (through libuv's thread pool); the sender thread owns the nng socket and
- * the queue's contents once a batch is put. They share only the queue, under
- * its mutex.
+ * Threads: the libuv loop thread owns every session; file reads and the
+ * writes of batch and state files go through libuv's thread pool; the sender
+ * thread owns the nng socket. Loop and sender share only the sender's queue
+ * of file names, under its mutex.
  */
 #ifndef AGENT_INT_H
 #define AGENT_INT_H
 
+#include <jansson.h>
 #include <stdint.h>
 #include <uv.h>
 
+#include "vp_batch.h"
 #include "vp_metrics.h"
 
 typedef struct vpa_sender vpa_sender;
 typedef struct vpa_session vpa_session;
+
+typedef struct vpa_store {
+    char dir[4000];
+    char queue_dir[4096];
+    char runs_dir[4096];
+} vpa_store;
 
 typedef struct vpa_agent {
     uv_loop_t *loop;
@@ -28,12 +36,14 @@ typedef struct vpa_agent {
     size_t session_count;
     vpa_session *sessions; /* doubly linked through vpa_session.next/prev */
     vpa_sender *sender;
+    vpa_store store;
 } vpa_agent;
 
 /* Metrics, indices into vpa_metrics. */
 enum {
     VPA_M_SESSIONS_TOTAL,
     VPA_M_SESSIONS_ACTIVE,
+    VPA_M_SESSIONS_RECOVERED,
     VPA_M_SAMPLES,
     VPA_M_BYTES_READ,
     VPA_M_BATCHES_SENT,
@@ -46,29 +56,58 @@ enum {
 };
 extern vp_metric vpa_metrics[VPA_M_COUNT];
 
-/* session.c: accept one client connection on the listener. */
+/* session.c --------------------------------------------------------------- */
+
+/* Accepts one client connection on the listener. */
 void vpa_session_accept(vpa_agent *a);
 
-/* session.c: close every session's client connection (shutdown). */
+/* Recreates, from its saved state, a run a previous agent process was
+ * reading when it died, and goes on reading it. Call before uv_run. */
+void vpa_session_recover(vpa_agent *a, json_t *state);
+
+/* Closes every session (shutdown); their state stays on disk. */
 void vpa_session_close_all(vpa_agent *a);
 
 /* sender.c ---------------------------------------------------------------- */
 
-/* vpa_sender_new starts the sender thread, dialing relay_url in the
- * background. Returns NULL with a reason in err on failure. */
-vpa_sender *vpa_sender_new(const char *relay_url, uint64_t max_bytes, char *err, size_t errlen);
+/* vpa_sender_new prepares the sender, dialing relay_url in the background.
+ * store must outlive the sender. Returns NULL with a reason in err. */
+vpa_sender *vpa_sender_new(const char *relay_url, const vpa_store *store, uint64_t max_bytes,
+                           char *err, size_t errlen);
 
-/* vpa_sender_put queues one encoded batch. On success the sender owns msg
- * (and unlink_path, a heap string or NULL: the file the sender deletes once
- * this batch is acknowledged). VP_EFULL if the queue is at its byte bound;
- * then the caller still owns both. */
-int vpa_sender_put(vpa_sender *s, uint8_t *msg, size_t len, char *unlink_path);
+/* vpa_sender_start starts the sender thread (after recovery queued the old
+ * batch files, so they go first). */
+int vpa_sender_start(vpa_sender *s);
+
+/* vpa_sender_put queues a batch file of len bytes. On success the sender
+ * owns path (a vp_malloc'd string) and deletes the file once the relay has
+ * acknowledged it; on failure the caller still owns path. */
+int vpa_sender_put(vpa_sender *s, char *path, size_t len);
 
 /* vpa_sender_over_bound is non-zero when the queue holds max_bytes or more. */
 int vpa_sender_over_bound(vpa_sender *s);
 
-/* vpa_sender_free waits up to drain_ms for the queue to empty, stops the
- * thread, and frees what is left (logging how many batches were dropped). */
+/* vpa_sender_free waits up to drain_ms for the queue to empty, then stops
+ * the thread; unsent batch files stay on disk for the next start. */
 void vpa_sender_free(vpa_sender *s, uint64_t drain_ms);
+
+/* store.c (blocking disk I/O: thread pool, sender thread, or start-up) ----- */
+
+int vpa_store_init(vpa_store *st, const char *data_dir, char *err, size_t errlen);
+void vpa_store_batch_path(const vpa_store *st, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq,
+                          char *out, size_t cap);
+int vpa_store_write_batch(const vpa_store *st, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq,
+                          const uint8_t *msg, size_t len);
+int vpa_store_write_state(const vpa_store *st, const uint8_t run_id[VP_RUN_ID_LEN], const char *json);
+/* The relay has the run's CLOSE: remove its state (and its file, if owned). */
+void vpa_store_run_acked(const vpa_store *st, const uint8_t run_id[VP_RUN_ID_LEN]);
+/* Queues every batch file left by a previous process, in (run, seq) order. */
+int vpa_store_recover_queue(const vpa_store *st, vpa_sender *s, uint64_t *count);
+/* Calls fn with each saved run state (borrowed JSON). */
+int vpa_store_each_run(const vpa_store *st, void (*fn)(void *ctx, json_t *state), void *ctx);
+/* The header of the queued batch (run, next_seq), if one exists: a batch
+ * written after the last saved state. VP_ENOTFOUND if none. */
+int vpa_store_orphan(const vpa_store *st, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t next_seq,
+                     vp_batch_view *header);
 
 #endif

@@ -40,6 +40,11 @@ static void on_connection(uv_stream_t *server, int status)
     vpa_session_accept(a);
 }
 
+static void recover_run(void *ctx, json_t *state)
+{
+    vpa_session_recover(ctx, state);
+}
+
 static void on_signal(uv_signal_t *sig, int signum)
 {
     vpa_agent *a = sig->data;
@@ -87,17 +92,29 @@ int main(int argc, char **argv)
         goto fail;
     }
     a.token = vp_config_get(&cfg, "token");
-    const char *data = vp_config_get(&cfg, "data");
-    if (mkdir(data, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "vmpv-agent: cannot create %s: %s\n", data, strerror(errno));
+    if (vpa_store_init(&a.store, vp_config_get(&cfg, "data"), err, sizeof(err)) != VP_OK) {
+        fprintf(stderr, "vmpv-agent: %s\n", err);
         goto fail;
     }
 
     a.loop = uv_default_loop();
-    a.sender = vpa_sender_new(vp_config_get(&cfg, "relay"), a.max_buffer_bytes, err, sizeof(err));
+    a.sender = vpa_sender_new(vp_config_get(&cfg, "relay"), &a.store, a.max_buffer_bytes, err,
+                              sizeof(err));
     if (!a.sender) {
         fprintf(stderr, "vmpv-agent: %s\n", err);
         goto fail;
+    }
+    /* What a previous process left: its unsent batches go first, then the
+     * runs it was reading continue where their saved state says. */
+    uint64_t recovered = 0;
+    vpa_store_recover_queue(&a.store, a.sender, &recovered);
+    if (recovered)
+        vp_info("%llu batches from a previous run are queued for the relay",
+                (unsigned long long)recovered);
+    vpa_store_each_run(&a.store, recover_run, &a);
+    if (vpa_sender_start(a.sender) != VP_OK) {
+        fprintf(stderr, "vmpv-agent: cannot start the sender thread\n");
+        goto fail_sender;
     }
     const char *path = vp_config_get(&cfg, "socket");
     /* A socket file left by a previous agent that died would make bind fail. */

@@ -1,19 +1,25 @@
 /*
- * sender.c - the agent's sender thread: sends queued batches to the relay in
- * order over nng req/rep and keeps each until the relay acknowledges it as
- * durable (stored or duplicate).
+ * sender.c - the agent's sender thread: sends queued batch files to the relay
+ * in order over nng req/rep; a batch file is deleted only once the relay has
+ * acknowledged it as durable (stored or duplicate).
  *
- * One batch is in flight at a time, so batches of a run reach the relay in
- * seq order. A batch the relay could not take (busy, timeout, relay away) is
- * retried with exponential backoff; a batch it calls malformed is logged and
- * dropped, since sending it again cannot succeed.
+ * The queue holds file names, not batches: the bytes wait on disk, so a relay
+ * outage costs disk, not memory, and a restarted agent finds them again
+ * (vpa_sender_recover). One batch is in flight at a time, so the batches of a
+ * run reach the relay in seq order. A batch the relay could not take (busy,
+ * timeout, relay away) is retried with exponential backoff; one it calls
+ * malformed is logged and dropped, since sending it again cannot succeed.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,9 +37,8 @@
 
 typedef struct item {
     struct item *next;
-    uint8_t *msg;
+    char *path;
     size_t len;
-    char *unlink_path;
 } item;
 
 struct vpa_sender {
@@ -45,36 +50,70 @@ struct vpa_sender {
     size_t count;
     int quit;
     nng_socket sock;
+    const vpa_store *store;
 };
 
 static void item_free(item *it)
 {
-    vp_free(it->msg);
-    vp_free(it->unlink_path);
+    vp_free(it->path);
     vp_free(it);
+}
+
+static void deadline_in(struct timespec *until, uint64_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, until);
+    until->tv_sec += (time_t)(ms / 1000);
+    until->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until->tv_nsec >= 1000000000L) {
+        until->tv_sec++;
+        until->tv_nsec -= 1000000000L;
+    }
 }
 
 /* Sleep up to ms, waking early if the sender is told to quit. */
 static void nap(vpa_sender *s, uint64_t ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)(ms / 1000);
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    deadline_in(&until, ms);
     pthread_mutex_lock(&s->mu);
     while (!s->quit && pthread_cond_timedwait(&s->cv, &s->mu, &until) != ETIMEDOUT) {
     }
     pthread_mutex_unlock(&s->mu);
 }
 
-/* One exchange. Returns the ack status, or -1 if no ack came. */
-static int exchange(vpa_sender *s, const item *it, vp_ack *ack)
+/* Reads a whole batch file. Returns a vp_malloc'd buffer or NULL. */
+static uint8_t *read_file(const char *path, size_t *len)
 {
-    int rv = nng_send(s->sock, it->msg, it->len, 0);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    uint8_t *buf = NULL;
+    if (fstat(fd, &st) != 0 || st.st_size <= 0 || (uint64_t)st.st_size > VP_MAX_HTTP_BATCH_BODY)
+        goto fail;
+    buf = vp_malloc((size_t)st.st_size);
+    if (!buf)
+        goto fail;
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n <= 0)
+            goto fail;
+        got += (size_t)n;
+    }
+    close(fd);
+    *len = got;
+    return buf;
+fail:
+    vp_free(buf);
+    close(fd);
+    return NULL;
+}
+
+/* One exchange. Returns the ack status, or -1 if no ack came. */
+static int exchange(vpa_sender *s, const uint8_t *msg, size_t len, vp_ack *ack)
+{
+    int rv = nng_send(s->sock, (void *)msg, len, 0);
     if (rv != 0) {
         vp_debug("send to relay failed: %s", nng_strerror(rv));
         return -1;
@@ -93,6 +132,48 @@ static int exchange(vpa_sender *s, const item *it, vp_ack *ack)
     return status;
 }
 
+/* Sends the head item until it is acknowledged or must be dropped.
+ * Returns 1 when the item is done, 0 to retry it later. */
+static int send_one(vpa_sender *s, const item *it, uint64_t *backoff)
+{
+    size_t len = 0;
+    uint8_t *msg = read_file(it->path, &len);
+    if (!msg) {
+        vp_error("queued batch %s is unreadable (%s); dropping it", it->path, strerror(errno));
+        return 1;
+    }
+    vp_batch_view v;
+    char why[128];
+    if (vp_batch_decode(msg, len, &v, why, sizeof(why)) != VP_OK) {
+        vp_error("queued batch %s is damaged (%s); dropping it", it->path, why);
+        vp_free(msg);
+        return 1;
+    }
+    vp_metric_set(&vpa_metrics[VPA_M_BATCHES_INFLIGHT], 1);
+    vp_ack ack;
+    int status = exchange(s, msg, len, &ack);
+    vp_metric_set(&vpa_metrics[VPA_M_BATCHES_INFLIGHT], 0);
+    int done = 0;
+    if (status == VP_ACK_STORED || status == VP_ACK_DUPLICATE) {
+        done = 1;
+        *backoff = BACKOFF_MIN_MS;
+        vp_metric_add(&vpa_metrics[VPA_M_BATCHES_SENT], 1);
+    } else if (status == VP_ACK_MALFORMED) {
+        vp_error("relay refused batch %s as malformed: %s; dropping it", it->path, ack.reason);
+        done = 1;
+    } else {
+        if (status == VP_ACK_UNAUTHORIZED)
+            vp_error("relay refused our token: %s", ack.reason);
+        else if (status == VP_ACK_BUSY)
+            vp_info("relay busy: %s", ack.reason);
+        vp_metric_add(&vpa_metrics[VPA_M_RELAY_ERRORS], 1);
+    }
+    if (done && v.kind == VP_BATCH_CLOSE)
+        vpa_store_run_acked(s->store, v.run_id);
+    vp_free(msg);
+    return done;
+}
+
 static void *sender_main(void *arg)
 {
     vpa_sender *s = arg;
@@ -104,56 +185,31 @@ static void *sender_main(void *arg)
         item *it = s->head;
         int quit = s->quit;
         pthread_mutex_unlock(&s->mu);
-        if (quit && (!it || backoff > BACKOFF_MIN_MS))
+        if (!it || (quit && backoff > BACKOFF_MIN_MS))
             break; /* draining ends when the relay stops answering */
-        if (!it)
-            break;
-        vp_metric_set(&vpa_metrics[VPA_M_BATCHES_INFLIGHT], 1);
-        vp_ack ack;
-        int status = exchange(s, it, &ack);
-        vp_metric_set(&vpa_metrics[VPA_M_BATCHES_INFLIGHT], 0);
-        int done = 0;
-        if (status == VP_ACK_STORED || status == VP_ACK_DUPLICATE) {
-            done = 1;
-            backoff = BACKOFF_MIN_MS;
-            vp_metric_add(&vpa_metrics[VPA_M_BATCHES_SENT], 1);
-        } else if (status == VP_ACK_MALFORMED) {
-            char id[33];
-            vp_run_id_hex(ack.run_id, id);
-            vp_error("relay refused batch %s/%llu as malformed: %s; dropping it", id,
-                     (unsigned long long)ack.seq, ack.reason);
-            done = 1;
-        } else {
-            if (status == VP_ACK_UNAUTHORIZED)
-                vp_error("relay refused our token: %s", ack.reason);
-            else if (status == VP_ACK_BUSY)
-                vp_info("relay busy: %s", ack.reason);
-            vp_metric_add(&vpa_metrics[VPA_M_RELAY_ERRORS], 1);
+        if (!send_one(s, it, &backoff)) {
             nap(s, backoff);
             backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
             continue;
         }
-        if (done) {
-            pthread_mutex_lock(&s->mu);
-            s->head = it->next;
-            if (!s->head)
-                s->tail = NULL;
-            s->bytes -= it->len;
-            s->count--;
-            vp_metric_set(&vpa_metrics[VPA_M_BUFFERED_BYTES], s->bytes);
-            pthread_cond_broadcast(&s->cv);
-            pthread_mutex_unlock(&s->mu);
-            /* The relay has every batch of this run now, so the profile file
-             * the client left for us is no longer needed. */
-            if (it->unlink_path && unlink(it->unlink_path) != 0 && errno != ENOENT)
-                vp_warn("cannot remove %s: %s", it->unlink_path, strerror(errno));
-            item_free(it);
-        }
+        if (unlink(it->path) != 0 && errno != ENOENT)
+            vp_warn("cannot remove %s: %s", it->path, strerror(errno));
+        pthread_mutex_lock(&s->mu);
+        s->head = it->next;
+        if (!s->head)
+            s->tail = NULL;
+        s->bytes -= it->len;
+        s->count--;
+        vp_metric_set(&vpa_metrics[VPA_M_BUFFERED_BYTES], s->bytes);
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        item_free(it);
     }
     return NULL;
 }
 
-vpa_sender *vpa_sender_new(const char *relay_url, uint64_t max_bytes, char *err, size_t errlen)
+vpa_sender *vpa_sender_new(const char *relay_url, const vpa_store *store, uint64_t max_bytes,
+                           char *err, size_t errlen)
 {
     vpa_sender *s = vp_calloc(1, sizeof(*s));
     if (!s) {
@@ -161,6 +217,7 @@ vpa_sender *vpa_sender_new(const char *relay_url, uint64_t max_bytes, char *err,
         return NULL;
     }
     s->max_bytes = max_bytes;
+    s->store = store;
     int rv = nng_req0_open(&s->sock);
     if (rv != 0) {
         snprintf(err, errlen, "cannot open nng req socket: %s", nng_strerror(rv));
@@ -181,34 +238,25 @@ vpa_sender *vpa_sender_new(const char *relay_url, uint64_t max_bytes, char *err,
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    if (pthread_create(&s->thread, NULL, sender_main, s) != 0) {
-        snprintf(err, errlen, "cannot start the sender thread");
-        nng_close(s->sock);
-        pthread_mutex_destroy(&s->mu);
-        pthread_cond_destroy(&s->cv);
-        goto fail;
-    }
     return s;
 fail:
     vp_free(s);
     return NULL;
 }
 
-int vpa_sender_put(vpa_sender *s, uint8_t *msg, size_t len, char *unlink_path)
+int vpa_sender_start(vpa_sender *s)
 {
-    pthread_mutex_lock(&s->mu);
-    if (s->bytes >= s->max_bytes || s->count >= VP_MAX_AGENT_QUEUE) {
-        pthread_mutex_unlock(&s->mu);
-        return VP_EFULL;
-    }
+    return pthread_create(&s->thread, NULL, sender_main, s) == 0 ? VP_OK : VP_EIO;
+}
+
+int vpa_sender_put(vpa_sender *s, char *path, size_t len)
+{
     item *it = vp_calloc(1, sizeof(*it));
-    if (!it) {
-        pthread_mutex_unlock(&s->mu);
+    if (!it)
         return VP_ENOMEM;
-    }
-    it->msg = msg;
+    it->path = path;
     it->len = len;
-    it->unlink_path = unlink_path;
+    pthread_mutex_lock(&s->mu);
     if (s->tail)
         s->tail->next = it;
     else
@@ -233,13 +281,7 @@ int vpa_sender_over_bound(vpa_sender *s)
 void vpa_sender_free(vpa_sender *s, uint64_t drain_ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)(drain_ms / 1000);
-    until.tv_nsec += (long)(drain_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    deadline_in(&until, drain_ms);
     pthread_mutex_lock(&s->mu);
     while (s->head && pthread_cond_timedwait(&s->cv, &s->mu, &until) != ETIMEDOUT) {
     }
@@ -250,8 +292,8 @@ void vpa_sender_free(vpa_sender *s, uint64_t drain_ms)
     nng_close(s->sock);
     pthread_join(s->thread, NULL);
     if (s->count)
-        vp_warn("stopping with %zu batches (%llu bytes) the relay has not acknowledged", s->count,
-                (unsigned long long)s->bytes);
+        vp_warn("stopping with %zu batches (%llu bytes) not yet acknowledged; they stay "
+                "queued on disk for the next start", s->count, (unsigned long long)s->bytes);
     for (item *it = s->head, *next; it; it = next) {
         next = it->next;
         item_free(it);

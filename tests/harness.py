@@ -100,6 +100,16 @@ class Pipeline:
     server_url: str
     agent_socket: str
     tmp: Path
+    agent_args: list[str] = field(default_factory=list)
+    relay_args: list[str] = field(default_factory=list)
+
+    def restart_agent(self, sig: int = signal.SIGKILL) -> None:
+        self.agent.stop(sig)
+        self.agent = start_daemon("vmpv-agent", self.agent_args, self.tmp / "agent-run")
+
+    def restart_relay(self, sig: int = signal.SIGKILL) -> None:
+        self.relay.stop(sig)
+        self.relay = start_daemon("vmpv-relay", self.relay_args, self.tmp / "relay-run")
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -118,25 +128,51 @@ def start_server(tmp: Path, *extra: str) -> Daemon:
     )
 
 
+def free_port() -> int:
+    """A loopback port that was free a moment ago (for daemons that restart
+    and must keep their address)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     server = start_server(tmp_path)
-    relay = start_daemon(
-        "vmpv-relay",
-        ["--listen", "tcp://127.0.0.1:0", "--server", server.address, "--data", str(tmp_path / "relay")],
-        tmp_path / "relay-run",
-    )
+    relay_args = ["--listen", f"tcp://127.0.0.1:{free_port()}", "--server", server.address,
+                  "--data", str(tmp_path / "relay")]
+    relay = start_daemon("vmpv-relay", relay_args, tmp_path / "relay-run")
     sock = str(tmp_path / "agent.sock")
-    agent = start_daemon(
-        "vmpv-agent",
-        ["--socket", sock, "--relay", relay.address, "--data", str(tmp_path / "agent")],
-        tmp_path / "agent-run",
-    )
-    p = Pipeline(server, relay, agent, server.address, sock, tmp_path)
+    agent_args = ["--socket", sock, "--relay", relay.address, "--data", str(tmp_path / "agent")]
+    agent = start_daemon("vmpv-agent", agent_args, tmp_path / "agent-run")
+    p = Pipeline(server, relay, agent, server.address, sock, tmp_path, agent_args, relay_args)
     yield p
-    codes = {d.name: d.stop() for d in (agent, relay, server)}
-    for name, code in codes.items():
-        assert code == 0, f"{name} exited with {code} on SIGTERM:\n{p.__dict__[name.split('-')[1]].log()[-3000:]}"
+    for d in (p.agent, p.relay, p.server):
+        code = d.stop()
+        assert code == 0, f"{d.name} exited with {code} on SIGTERM:\n{d.log()[-3000:]}"
+
+
+def agent_metrics(socket_path: str) -> dict[str, float]:
+    """The agent's counters, through protocol A's `metrics` request."""
+    import socket
+    import struct
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(socket_path)
+        body = json.dumps({"v": 1, "op": "metrics"}).encode()
+        s.sendall(struct.pack(">I", len(body)) + body)
+        n = struct.unpack(">I", s.recv(4))[0]
+        data = b""
+        while len(data) < n:
+            data += s.recv(n - len(data))
+    reply = json.loads(data)
+    out: dict[str, float] = {}
+    for line in reply["metrics"].splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
 
 
 def http_json(url: str, data: bytes | None = None, method: str | None = None,

@@ -297,12 +297,19 @@ class _Run:
         if conn is not None:
             try:
                 conn.request(end)
-                self._delivered(self._run_id, run_url(_settings.server_url(), self._run_id))
-                return
             except AgentError as failure:
-                reason = f"the agent failed: {failure}"
+                # The agent answered `start` only once the run was on its disk:
+                # a restarted agent resumes the file from its saved state, so
+                # sending it ourselves now would make a second copy.
+                _warn_once(
+                    "agent-lost",
+                    f"the agent went away during a profile ({failure}); it will finish "
+                    f"sending run {self._run_id} from {self._path} when it restarts",
+                )
             finally:
                 conn.close()
+            self._delivered(self._run_id, run_url(_settings.server_url(), self._run_id))
+            return
         self._fallback(reason)
 
     def _fallback(self, reason: str) -> None:

@@ -1,0 +1,134 @@
+"""vmpv-agent under failure: killed mid-run, relay away, buffer at its bound."""
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+from harness import (PYTHON, Pipeline, agent_metrics, assert_run_matches_vmprof, start_daemon,
+                     wait_for_run)
+
+LONG_WORKLOAD = textwrap.dedent('''
+    import sys, time
+    import vmprof_viewer_client
+
+    def fib(n):
+        return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+    @vmprof_viewer_client.profile(period=0.002)
+    def work(seconds):
+        keep = []
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            fib(20)
+            keep.append(bytearray(64 * 1024))
+        return len(keep)
+
+    vmprof_viewer_client.configure("Agent project")
+    print("started", flush=True)
+    work(float(sys.argv[1]))
+    print(vmprof_viewer_client.last_run_id(), flush=True)
+''')
+
+
+def start_workload(p: Pipeline, seconds: float) -> subprocess.Popen[str]:
+    path = p.tmp / "long.py"
+    path.write_text(LONG_WORKLOAD)
+    env = p.env()
+    env["VMPV_KEEP_PROFILES"] = "1"
+    return subprocess.Popen([PYTHON, str(path), str(seconds)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return out.strip().splitlines()[-1], err
+
+
+def test_agent_killed_mid_run_resumes_and_loses_nothing(pipeline: Pipeline) -> None:
+    proc = start_workload(pipeline, 4.0)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(1.5)
+    pipeline.restart_agent()  # SIGKILL, then the same flags and data directory
+    run_id, err = finish(proc)
+    assert len(run_id) == 32
+    run = wait_for_run(pipeline.server_url, run_id, timeout=60)
+    # The trailer vmprof wrote at disable() was read by the new agent.
+    assert run["status"] == "complete", run
+    profile = Path(pipeline.env()["VMPV_SPOOL_DIR"]) / f"{run_id}.prof"
+    truth = assert_run_matches_vmprof(pipeline.server_url, run_id, profile)
+    assert truth["samples"] > 100
+    m = agent_metrics(pipeline.agent_socket)
+    assert m["vmpv_agent_sessions_recovered_total"] == 1
+
+
+def test_relay_away_then_back_delivers_everything(pipeline: Pipeline) -> None:
+    pipeline.relay.stop()
+    proc = start_workload(pipeline, 1.5)
+    run_id, _ = finish(proc)
+    time.sleep(0.5)
+    m = agent_metrics(pipeline.agent_socket)
+    assert m["vmpv_agent_buffered_bytes"] > 0, "batches wait on the agent's disk"
+    pipeline.relay = start_daemon("vmpv-relay", pipeline.relay_args, pipeline.tmp / "relay-run")
+    run = wait_for_run(pipeline.server_url, run_id, timeout=60)
+    assert run["status"] == "complete"
+    profile = Path(pipeline.env()["VMPV_SPOOL_DIR"]) / f"{run_id}.prof"
+    assert_run_matches_vmprof(pipeline.server_url, run_id, profile)
+
+
+def test_relay_killed_mid_run_nothing_acknowledged_is_lost(pipeline: Pipeline) -> None:
+    proc = start_workload(pipeline, 3.0)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(1.0)
+    pipeline.restart_relay()  # SIGKILL, same port and spool
+    run_id, _ = finish(proc)
+    run = wait_for_run(pipeline.server_url, run_id, timeout=60)
+    assert run["status"] == "complete"
+    profile = Path(pipeline.env()["VMPV_SPOOL_DIR"]) / f"{run_id}.prof"
+    assert_run_matches_vmprof(pipeline.server_url, run_id, profile)
+
+
+def test_full_buffer_refuses_new_runs_with_a_clear_error(tmp_path: Path) -> None:
+    """No relay at all and a 1 MiB bound: the first run fills the buffer, the
+    next start is refused (counted), and that client keeps its file."""
+    sock = str(tmp_path / "agent.sock")
+    agent = start_daemon("vmpv-agent", ["--socket", sock, "--relay", "tcp://127.0.0.1:9",
+                                        "--data", str(tmp_path / "agent"),
+                                        "--max-buffer-bytes", str(1 << 20)], tmp_path / "agent-run")
+    try:
+        env = dict(os.environ, VMPV_AGENT_SOCKET=sock, VMPV_SPOOL_DIR=str(tmp_path / "spool"),
+                   VMPV_URL="")
+        script = tmp_path / "big.py"
+        script.write_text(textwrap.dedent('''
+            import vmprof_viewer_client
+            def fib(n):
+                return n if n < 2 else fib(n - 1) + fib(n - 2)
+            @vmprof_viewer_client.profile(period=0.001)
+            def work():
+                for _ in range(12):
+                    fib(22)
+            vmprof_viewer_client.configure("Full project")
+            work()
+        '''))
+        deadline = time.monotonic() + 60
+        refused = None
+        while time.monotonic() < deadline:
+            out = subprocess.run([PYTHON, str(script)], env=env, capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            if "vmpv-agent is full" in out.stderr:
+                refused = out
+                break
+        assert refused is not None, "the agent never refused a run"
+        assert len([l for l in refused.stderr.splitlines() if "vmprof-viewer" in l]) == 1
+        kept = list((tmp_path / "spool").glob("*.prof"))
+        assert kept, "the refused run's profile stays in the client's spool"
+        m = agent_metrics(sock)
+        assert m['vmpv_agent_refusals_total{reason="buffer_full"}'] >= 1
+        assert m["vmpv_agent_buffered_bytes"] >= 1 << 20
+    finally:
+        assert agent.stop() == 0, agent.log()[-2000:]
