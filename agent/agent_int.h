@@ -70,10 +70,11 @@ void vpa_session_close_all(vpa_agent *a);
 
 /* sender.c ---------------------------------------------------------------- */
 
-/* vpa_sender_new prepares the sender, dialing relay_url in the background.
- * store must outlive the sender. Returns NULL with a reason in err. */
-vpa_sender *vpa_sender_new(const char *relay_url, const vpa_store *store, uint64_t max_bytes,
-                           char *err, size_t errlen);
+/* vpa_sender_new prepares the sender, dialing each of the comma-separated
+ * relay_urls in the background (tls+tcp:// ones checked against tls_ca, if
+ * given). store must outlive the sender. Returns NULL with a reason in err. */
+vpa_sender *vpa_sender_new(const char *relay_urls, const char *tls_ca, const char *tls_server_name,
+                           const vpa_store *store, uint64_t max_bytes, char *err, size_t errlen);
 
 /* vpa_sender_start starts the sender thread (after recovery queued the old
  * batch files, so they go first). */

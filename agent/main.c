@@ -21,7 +21,9 @@
 static const vp_option options[] = {
     {"socket", "PATH", "/tmp/vmpv-agent.sock", "local socket the profiled processes connect to"},
     {"socket-mode", "OCTAL", "0666", "permissions of the socket file"},
-    {"relay", "URL", "tcp://127.0.0.1:7000", "where vmpv-relay listens (nng URL: tcp:// or tls+tcp://)"},
+    {"relay", "URL[,URL...]", "tcp://127.0.0.1:7000", "vmpv-relay address(es), nng URLs: tcp:// or tls+tcp://"},
+    {"tls-ca", "FILE", "", "PEM file of the CA that signed the relays' certificates (tls+tcp://)"},
+    {"tls-server-name", "NAME", "", "name expected in the relay's certificate (default: the URL's host)"},
     {"data", "DIR", "./vmpv-agent-data", "the agent's state directory"},
     {"token", "TOKEN", "", "shared token presented to the relay"},
     {"max-buffer-bytes", "N", "268435456", "batch bytes held for the relay before new runs are refused"},
@@ -98,8 +100,9 @@ int main(int argc, char **argv)
     }
 
     a.loop = uv_default_loop();
-    a.sender = vpa_sender_new(vp_config_get(&cfg, "relay"), &a.store, a.max_buffer_bytes, err,
-                              sizeof(err));
+    a.sender = vpa_sender_new(vp_config_get(&cfg, "relay"), vp_config_get(&cfg, "tls-ca"),
+                              vp_config_get(&cfg, "tls-server-name"), &a.store,
+                              a.max_buffer_bytes, err, sizeof(err));
     if (!a.sender) {
         fprintf(stderr, "vmpv-agent: %s\n", err);
         goto fail;

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/tls/tls.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,8 +209,8 @@ static void *sender_main(void *arg)
     return NULL;
 }
 
-vpa_sender *vpa_sender_new(const char *relay_url, const vpa_store *store, uint64_t max_bytes,
-                           char *err, size_t errlen)
+vpa_sender *vpa_sender_new(const char *relay_urls, const char *tls_ca, const char *tls_server_name,
+                           const vpa_store *store, uint64_t max_bytes, char *err, size_t errlen)
 {
     vpa_sender *s = vp_calloc(1, sizeof(*s));
     if (!s) {
@@ -230,9 +231,39 @@ vpa_sender *vpa_sender_new(const char *relay_url, const vpa_store *store, uint64
     nng_socket_set_ms(s->sock, NNG_OPT_RECONNMINT, 100);
     nng_socket_set_ms(s->sock, NNG_OPT_RECONNMAXT, 2000);
     nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, VP_ACK_HEADER_LEN + VP_MAX_REASON_LEN);
-    rv = nng_dial(s->sock, relay_url, NULL, NNG_FLAG_NONBLOCK);
-    if (rv != 0) {
-        snprintf(err, errlen, "cannot dial relay %s: %s", relay_url, nng_strerror(rv));
+    /* Several relays: one dialer each on the same req socket, which sends
+     * each request to a connected relay that is ready, so a fleet spreads
+     * over them and a relay that goes away is simply not chosen. */
+    char urls[4096];
+    snprintf(urls, sizeof(urls), "%s", relay_urls);
+    char *save = NULL;
+    int dialers = 0;
+    for (char *url = strtok_r(urls, ",", &save); url; url = strtok_r(NULL, ",", &save)) {
+        while (*url == ' ')
+            url++;
+        nng_dialer d;
+        rv = nng_dialer_create(&d, s->sock, url);
+        if (rv == 0 && strncmp(url, "tls+", 4) == 0) {
+            if (tls_ca && *tls_ca)
+                rv = nng_dialer_set_string(d, NNG_OPT_TLS_CA_FILE, tls_ca);
+            if (rv == 0)
+                rv = nng_dialer_set_int(d, NNG_OPT_TLS_AUTH_MODE,
+                                        tls_ca && *tls_ca ? NNG_TLS_AUTH_MODE_REQUIRED
+                                                          : NNG_TLS_AUTH_MODE_NONE);
+            if (rv == 0 && tls_server_name && *tls_server_name)
+                rv = nng_dialer_set_string(d, NNG_OPT_TLS_SERVER_NAME, tls_server_name);
+        }
+        if (rv == 0)
+            rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+        if (rv != 0) {
+            snprintf(err, errlen, "cannot dial relay %s: %s", url, nng_strerror(rv));
+            nng_close(s->sock);
+            goto fail;
+        }
+        dialers++;
+    }
+    if (dialers == 0) {
+        snprintf(err, errlen, "--relay names no relay");
         nng_close(s->sock);
         goto fail;
     }

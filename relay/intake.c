@@ -198,8 +198,9 @@ static void on_ready(uv_async_t *a)
     }
 }
 
-vpr_intake *vpr_intake_start(vpr_relay *r, const char *url, unsigned contexts, char *bound,
-                             size_t bound_cap, char *err, size_t errlen)
+vpr_intake *vpr_intake_start(vpr_relay *r, const char *url, const char *tls_cert_key,
+                             unsigned contexts, char *bound, size_t bound_cap, char *err,
+                             size_t errlen)
 {
     vpr_intake *in = vp_calloc(1, sizeof(*in));
     if (!in) {
@@ -230,8 +231,21 @@ vpr_intake *vpr_intake_start(vpr_relay *r, const char *url, unsigned contexts, c
         }
         in->count++;
     }
-    if ((rv = nng_listener_create(&in->listener, in->sock, url)) != 0 ||
-        (rv = nng_listener_start(in->listener, 0)) != 0) {
+    if ((rv = nng_listener_create(&in->listener, in->sock, url)) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", url, nng_strerror(rv));
+        goto fail_sock;
+    }
+    if (strncmp(url, "tls+", 4) == 0) {
+        if (!tls_cert_key || !*tls_cert_key) {
+            snprintf(err, errlen, "%s needs --tls-cert-key (a PEM file with certificate and key)", url);
+            goto fail_sock;
+        }
+        if ((rv = nng_listener_set_string(in->listener, NNG_OPT_TLS_CERT_KEY_FILE, tls_cert_key)) != 0) {
+            snprintf(err, errlen, "cannot use %s: %s", tls_cert_key, nng_strerror(rv));
+            goto fail_sock;
+        }
+    }
+    if ((rv = nng_listener_start(in->listener, 0)) != 0) {
         snprintf(err, errlen, "cannot listen on %s: %s", url, nng_strerror(rv));
         goto fail_sock;
     }

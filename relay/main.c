@@ -19,6 +19,7 @@
 
 static const vp_option options[] = {
     {"listen", "URL", "tcp://127.0.0.1:7000", "where agents connect (nng URL; port 0 picks one)"},
+    {"tls-cert-key", "FILE", "", "PEM file with the certificate and key for a tls+tcp:// listen URL"},
     {"server", "URL", "http://127.0.0.1:8000", "vmpv-server's base URL"},
     {"data", "DIR", "./vmpv-relay-data", "state directory; the spool is DIR/spool.sqlite"},
     {"token", "TOKEN", "", "token agents must present (empty: any)"},
@@ -99,7 +100,8 @@ int main(int argc, char **argv)
     }
     r.loop = uv_default_loop();
     char bound[512];
-    r.intake = vpr_intake_start(&r, vp_config_get(&cfg, "listen"), (unsigned)contexts, bound,
+    r.intake = vpr_intake_start(&r, vp_config_get(&cfg, "listen"), vp_config_get(&cfg, "tls-cert-key"),
+                                (unsigned)contexts, bound,
                                 sizeof(bound), err, sizeof(err));
     if (!r.intake) {
         fprintf(stderr, "vmpv-relay: %s\n", err);

@@ -43,10 +43,12 @@ enum {
 };
 extern vp_metric vpr_metrics[VPR_M_COUNT];
 
-/* intake.c: listen on url with `contexts` concurrent requests. On success
+/* intake.c: listen on url (tls+tcp:// URLs use tls_cert_key, a PEM file
+ * with certificate and key) with `contexts` concurrent requests. On success
  * writes the bound address (with the real port) into bound. */
-vpr_intake *vpr_intake_start(vpr_relay *r, const char *url, unsigned contexts, char *bound,
-                             size_t bound_cap, char *err, size_t errlen);
+vpr_intake *vpr_intake_start(vpr_relay *r, const char *url, const char *tls_cert_key,
+                             unsigned contexts, char *bound, size_t bound_cap, char *err,
+                             size_t errlen);
 /* Stops receiving; requests being written to the spool still finish. */
 void vpr_intake_stop(vpr_intake *in);
 void vpr_intake_free(vpr_intake *in);

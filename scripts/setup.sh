@@ -12,10 +12,10 @@ WANT_TESTS=0
 say() { printf '\n== %s\n' "$*"; }
 
 # 1. Debian packages: the C libraries, meson, and for tests chromium and PostgreSQL.
-PKGS=(build-essential pkg-config meson ninja-build python3-venv sqlite3
+PKGS=(build-essential pkg-config meson ninja-build python3-venv sqlite3 openssl curl
       libuv1-dev libnng-dev liblz4-dev libsqlite3-dev libh2o-dev libcurl4-openssl-dev
       libjansson-dev libmsgpack-dev libpq-dev)
-[ "$WANT_TESTS" = 1 ] && PKGS+=(chromium postgresql)
+[ "$WANT_TESTS" = 1 ] && PKGS+=(chromium postgresql clang libclang-rt-14-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

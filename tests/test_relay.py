@@ -1,0 +1,84 @@
+"""vmpv-relay: TLS and tokens at intake, a fleet spread over two relays."""
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import (Pipeline, assert_run_matches_vmprof, free_port, start_daemon, start_server,
+                     wait_for_run)
+from test_agent import finish, start_workload
+
+
+def make_cert(tmp: Path) -> tuple[Path, Path]:
+    key, cert = tmp / "key.pem", tmp / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    both = tmp / "relay.pem"
+    both.write_text(cert.read_text() + key.read_text())
+    return both, cert
+
+
+def test_tls_intake_with_token_and_a_stranger_refused(tmp_path: Path) -> None:
+    both, ca = make_cert(tmp_path)
+    server = start_server(tmp_path, "--token", "server-secret")
+    relay = start_daemon("vmpv-relay", ["--listen", "tls+tcp://127.0.0.1:0", "--tls-cert-key", str(both),
+                                        "--token", "agent-secret", "--server", server.address,
+                                        "--server-token", "server-secret", "--data", str(tmp_path / "relay")],
+                         tmp_path / "relay-run")
+    assert relay.address.startswith("tls+tcp://127.0.0.1:")
+    common = ["--relay", relay.address, "--tls-ca", str(ca), "--tls-server-name", "localhost"]
+    good = start_daemon("vmpv-agent", ["--socket", str(tmp_path / "good.sock"), "--token", "agent-secret",
+                                       "--data", str(tmp_path / "good"), *common], tmp_path / "good-run")
+    bad = start_daemon("vmpv-agent", ["--socket", str(tmp_path / "bad.sock"), "--token", "wrong",
+                                      "--data", str(tmp_path / "bad"), *common], tmp_path / "bad-run")
+    daemons = [bad, good, relay, server]
+    try:
+        p = Pipeline(server, relay, good, server.address, str(tmp_path / "good.sock"), tmp_path)
+        run_id, _ = finish(start_workload(p, 0.5))
+        wait_for_run(server.address, run_id)
+        assert_run_matches_vmprof(server.address, run_id,
+                                  Path(p.env()["VMPV_SPOOL_DIR"]) / f"{run_id}.prof")
+
+        stranger = Pipeline(server, relay, bad, server.address, str(tmp_path / "bad.sock"), tmp_path / "s")
+        (tmp_path / "s").mkdir()
+        finish(start_workload(stranger, 0.3))
+        deadline = time.monotonic() + 20
+        while "refused our token" not in bad.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "refused our token" in bad.log()
+        assert "wrong or missing token" in relay.log()
+    finally:
+        for d in daemons:
+            assert d.stop() == 0, d.log()[-2000:]
+
+
+def test_two_relays_an_agent_fails_over(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    relays = []
+    for name in ("a", "b"):
+        args = ["--listen", f"tcp://127.0.0.1:{free_port()}", "--server", server.address,
+                "--data", str(tmp_path / f"relay-{name}")]
+        relays.append(start_daemon("vmpv-relay", args, tmp_path / f"relay-{name}-run"))
+    sock = str(tmp_path / "agent.sock")
+    agent = start_daemon("vmpv-agent", ["--socket", sock, "--relay", ",".join(r.address for r in relays),
+                                        "--data", str(tmp_path / "agent")], tmp_path / "agent-run")
+    try:
+        p = Pipeline(server, relays[0], agent, server.address, sock, tmp_path)
+        first, _ = finish(start_workload(p, 0.5))
+        wait_for_run(server.address, first)
+        relays[0].stop()  # relay a goes away; b takes everything from now on
+        proc = start_workload(p, 1.0)
+        second, _ = finish(proc)
+        for run_id in (first, second):
+            run = wait_for_run(server.address, run_id, timeout=60)
+            assert run["status"] == "complete"
+            assert_run_matches_vmprof(server.address, run_id,
+                                      Path(p.env()["VMPV_SPOOL_DIR"]) / f"{run_id}.prof")
+    finally:
+        for d in (agent, *relays, server):
+            assert d.stop() == 0, d.log()[-2000:]
