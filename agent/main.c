@@ -80,7 +80,7 @@ int main(int argc, char **argv)
     int level = vp_log_parse_level(vp_config_get(&cfg, "log-level"));
     vp_log_init("vmpv-agent", level < 0 ? VP_LOG_INFO : (enum vp_log_level)level);
     uint64_t drain_ms = 0, mode = 0;
-    if (vp_config_get_u64(&cfg, "max-buffer-bytes", 1 << 20, 1ull << 40, &a.max_buffer_bytes, err, sizeof(err)) ||
+    if (vp_config_get_u64(&cfg, "max-buffer-bytes", 4096, 1ull << 40, &a.max_buffer_bytes, err, sizeof(err)) ||
         vp_config_get_u64(&cfg, "poll-ms", 1, 10000, &a.poll_ms, err, sizeof(err)) ||
         vp_config_get_u64(&cfg, "drain-ms", 0, 600000, &drain_ms, err, sizeof(err))) {
         fprintf(stderr, "vmpv-agent: %s\n", err);

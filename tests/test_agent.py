@@ -94,12 +94,12 @@ def test_relay_killed_mid_run_nothing_acknowledged_is_lost(pipeline: Pipeline) -
 
 
 def test_full_buffer_refuses_new_runs_with_a_clear_error(tmp_path: Path) -> None:
-    """No relay at all and a 1 MiB bound: the first run fills the buffer, the
+    """No relay at all and a 64 KiB bound: the first runs fill the buffer, the
     next start is refused (counted), and that client keeps its file."""
     sock = str(tmp_path / "agent.sock")
     agent = start_daemon("vmpv-agent", ["--socket", sock, "--relay", "tcp://127.0.0.1:9",
                                         "--data", str(tmp_path / "agent"),
-                                        "--max-buffer-bytes", str(1 << 20)], tmp_path / "agent-run")
+                                        "--max-buffer-bytes", str(64 << 10)], tmp_path / "agent-run")
     try:
         env = dict(os.environ, VMPV_AGENT_SOCKET=sock, VMPV_SPOOL_DIR=str(tmp_path / "spool"),
                    VMPV_URL="")
@@ -108,10 +108,12 @@ def test_full_buffer_refuses_new_runs_with_a_clear_error(tmp_path: Path) -> None
             import vmprof_viewer_client
             def fib(n):
                 return n if n < 2 else fib(n - 1) + fib(n - 2)
+            def deep(n):
+                return deep(n - 1) if n else fib(20)
             @vmprof_viewer_client.profile(period=0.001)
             def work():
-                for _ in range(12):
-                    fib(22)
+                for _ in range(40):
+                    deep(300)
             vmprof_viewer_client.configure("Full project")
             work()
         '''))
@@ -130,6 +132,6 @@ def test_full_buffer_refuses_new_runs_with_a_clear_error(tmp_path: Path) -> None
         assert kept and Path(kept.group(1)).stat().st_size > 0, refused.stderr
         m = agent_metrics(sock)
         assert m['vmpv_agent_refusals_total{reason="buffer_full"}'] >= 1
-        assert m["vmpv_agent_buffered_bytes"] >= 1 << 20
+        assert m["vmpv_agent_buffered_bytes"] >= 64 << 10
     finally:
         assert agent.stop() == 0, agent.log()[-2000:]

@@ -200,20 +200,51 @@ def truth(path, upto=None):
     }
 
 
+def synthetic(path, nsamples, lines=False, version=7, seed=1):
+    """A vmprof file written here, byte by byte (vmprof-format.md §4): a few
+    hundred stacks over 200 code addresses, of which the last 10 are never
+    named, RSS rising in a sawtooth, and a sample clock when version >= 7."""
+    import random
+    rnd = random.Random(seed)
+    out = bytearray(struct.pack("<5q", 0, 3, 0, 1000, 0))
+    out += b"\x05" + struct.pack(">h", version) + bytes([1 | (2 if lines else 0), 7])
+    out += b"cpython"
+    out += b"\x06" + struct.pack("<qq", 1764000000, 123456) + b"\0" * 8
+    addrs = [0x7F0000001000 + 0x40 * i for i in range(200)]
+    stacks = [[addrs[0]] + [rnd.choice(addrs) for _ in range(rnd.randint(0, 11))]
+              for _ in range(500)]
+    t = 5000000
+    for i in range(nsamples):
+        ents = []
+        for a in reversed(stacks[rnd.randrange(len(stacks))]):  # leaf first
+            ents += [rnd.randint(1, 500), a] if lines else [a]
+        t += rnd.randint(900000, 1100000)
+        out += b"\x01" + struct.pack("<qq%dQ" % len(ents), 1, len(ents), *ents)
+        out += struct.pack("<QQ", 0x7FABC000 + (i % 3) * 0x1000, 10000 + i % 5000)
+        if version >= 7:
+            out += struct.pack("<q", t)
+    for j, a in enumerate(addrs[:-10]):
+        name = ("py:f%d:%d:/src/mod%d.py" % (j, j + 1, j % 7)).encode()
+        out += b"\x02" + struct.pack("<Qq", a, len(name)) + name
+    out += b"\x03" + struct.pack("<qq", 1764000100, 0) + b"\0" * 8
+    path.write_bytes(bytes(out))
+    return path
+
+
 def upload(base, data, **query):
     q = "&".join("%s=%s" % (k, urllib.request.quote(v)) for k, v in query.items())
     return http("POST", base + "/api/v1/upload" + ("?" + q if q else ""), data,
                 {"Content-Type": "application/octet-stream"})
 
 
-def check_against_truth(base, run_id, t):
+def check_against_truth(base, run_id, t, version=7):
     run = get_json(base + "/api/runs/" + run_id)
     assert run["samples"] == t["samples"]
     assert run["peak_rss_kb"] == t["peak"]
     assert run["threads"] == t["threads"]
     assert run["memory"] is True
     assert run["lines"] is t["lines"]
-    assert run["version"] == 7
+    assert run["version"] == version
 
     funcs = get_json(base + "/api/runs/%s/functions" % run_id)
     assert funcs["samples"] == t["samples"]
@@ -311,6 +342,61 @@ def test_upload_line_mode(server, lined):
                              function="lines")
     assert status == 201, body
     check_against_truth(server.base, json.loads(body)["id"], t)
+
+
+def test_big_upload_spans_slices(server, tmp):
+    # ~18 MB: more than two of the server's 8 MiB upload slices.
+    path = synthetic(tmp / "big.dat", 200000)
+    assert path.stat().st_size > 2 * 8 * 1024 * 1024
+    status, _, body = upload(server.base, path.read_bytes(), project="big")
+    assert status == 201, body
+    r = json.loads(body)
+    assert r["status"] == "complete"
+    run = check_against_truth(server.base, r["id"], truth(path))
+    assert run["threads"] == 3 and run["bytes"] == path.stat().st_size
+    assert run["rate_hz"] == pytest.approx(1000, rel=0.01)
+    assert run["duration_s"] == pytest.approx(100 - 0.123456)
+    assert run["start_time"] == "2025-11-24T16:00:00.123Z"
+    funcs = get_json(server.base + "/api/runs/%s/functions" % r["id"])["functions"]
+    assert any(f["name"].startswith("<unknown 0x7f") for f in funcs)
+
+
+@pytest.mark.parametrize("lines,version", [(True, 7), (False, 6)])
+def test_synthetic_modes(server, tmp, lines, version):
+    path = synthetic(tmp / ("syn-%d-%d.dat" % (lines, version)), 3000, lines=lines,
+                     version=version)
+    status, _, body = upload(server.base, path.read_bytes(), project="syn")
+    assert status == 201, body
+    run = check_against_truth(server.base, json.loads(body)["id"], truth(path), version)
+    if version < 7:  # no sample clock: sample i is at i x period
+        assert run["rate_hz"] == pytest.approx(1000)
+        assert run["t_end_s"] == pytest.approx(2.999)
+
+
+def test_empty_stacks_and_empty_runs(server, tmp):
+    # A sample with no frames at all (vmprof never writes one; a file may).
+    out = bytearray(struct.pack("<5q", 0, 3, 0, 10000, 0))
+    out += b"\x05" + struct.pack(">h", 7) + bytes([1, 7]) + b"cpython"
+    for depth, rss in ((0, 100), (1, 200)):
+        out += b"\x01" + struct.pack("<qq", 1, depth) + b"\x10\0\0\0\0\0\0\0" * depth
+        out += struct.pack("<QQq", 1, rss, 1000 * rss)
+    path = tmp / "empty.dat"
+    path.write_bytes(bytes(out))
+    status, _, body = upload(server.base, bytes(out), project="empty")
+    assert status == 201, body
+    r = json.loads(body)
+    assert r["samples"] == 2 and r["status"] == "incomplete"  # no trailer
+    check_against_truth(server.base, r["id"], truth(path))
+    # A run opened by a batch and nothing else: every view answers, empty.
+    rid = os.urandom(16)
+    opened = json.dumps({"project": "empty-run"}).encode()
+    assert post_batch(server.base, batch(1, rid, 0, opened))[0] == 200
+    base = server.base + "/api/runs/" + rid.hex()
+    assert get_json(base + "/functions") == {"samples": 0, "functions": []}
+    assert http("GET", base + "/collapsed")[2] == b""
+    mem = get_json(base + "/memory")
+    assert mem["points"] == [] and mem["stacks"] == [] and mem["peak_rss_kb"] == 0
+    assert get_json(base)["status"] == "live"
 
 
 def test_hostile_name_round_trips(server, plain):

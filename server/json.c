@@ -1,0 +1,204 @@
+/* json.c - see json.h. */
+#include "json.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "vp_mem.h"
+#include "vp_vmprof.h"
+
+int64_t vps_now_us(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+void vps_reply_fini(vps_reply *r)
+{
+    vp_free(r->body);
+    r->body = NULL;
+    r->len = 0;
+}
+
+void vps_reply_body(vps_reply *r, int status, const char *content_type, char *body, size_t len)
+{
+    vps_reply_fini(r);
+    r->status = status;
+    r->content_type = content_type;
+    r->body = body;
+    r->len = len;
+}
+
+void vps_reply_json(vps_reply *r, int status, json_t *obj)
+{
+    /* JSON_REAL_PRECISION(12): durations and rates, not 17 noisy digits. */
+    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
+    json_decref(obj);
+    if (!text) {
+        vps_reply_body(r, 500, "application/json", NULL, 0);
+        return;
+    }
+    vps_reply_body(r, status, "application/json", text, strlen(text));
+}
+
+void vps_reply_error(vps_reply *r, int status, const char *fmt, ...)
+{
+    char msg[640];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    vps_reply_json(r, status, json_pack("{s:o}", "error", vps_json_str(msg, strlen(msg))));
+}
+
+/* utf8_seq returns the length of the valid UTF-8 sequence at s (n bytes
+ * left), or 0 if it is invalid: overlong forms, surrogates and code points
+ * above U+10FFFF are invalid (RFC 3629). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    unsigned cp, min;
+    if ((c & 0xe0) == 0xc0) {
+        len = 2, cp = c & 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+        len = 3, cp = c & 0x0f, min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+        len = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+char *vps_utf8_clean(const char *s, size_t n, size_t *out_len)
+{
+    /* Worst case every byte becomes the 3-byte U+FFFD. */
+    char *out = vp_malloc(n * 3 + 1);
+    if (!out)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, o = 0;
+    while (i < n) {
+        size_t k = utf8_seq(p + i, n - i);
+        if (k == 0) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(out + o, p + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    out[o] = '\0';
+    *out_len = o;
+    return out;
+}
+
+json_t *vps_json_str(const char *s, size_t n)
+{
+    size_t len;
+    char *clean = vps_utf8_clean(s ? s : "", s ? n : 0, &len);
+    if (!clean)
+        return NULL;
+    json_t *j = json_stringn_nocheck(clean, len); /* checked above */
+    vp_free(clean);
+    return j;
+}
+
+static json_t *str(const char *s)
+{
+    return vps_json_str(s ? s : "", s ? strlen(s) : 0);
+}
+
+void vps_iso8601(int64_t unix_us, char *out, size_t cap)
+{
+    if (unix_us < 0)
+        unix_us = 0;
+    time_t sec = (time_t)(unix_us / 1000000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(unix_us % 1000000 / 1000));
+}
+
+/* real keeps NaN and infinities, which jansson refuses, out of the output. */
+static json_t *real(double v)
+{
+    return json_real(isfinite(v) ? v : 0.0);
+}
+
+static double span_s(const vps_run *r)
+{
+    if (r->samples == 0 || r->last_t_ns < r->first_t_ns)
+        return 0.0;
+    return (double)(r->last_t_ns - r->first_t_ns) / 1e9;
+}
+
+json_t *vps_run_json(const vps_run *r, int detail, int64_t now_us)
+{
+    double period_s = (double)r->period_us / 1e6;
+    double span = span_s(r);
+    double rate = 0.0;
+    /* Rates from the samples actually present: the kernel rounds the timer
+     * up to its tick, so 1/period overstates it (vmprof-format.md §7). */
+    if (r->version >= 7 && span > 0)
+        rate = (double)r->samples / span;
+    else if (r->period_us > 0)
+        rate = 1e6 / (double)r->period_us;
+    double duration;
+    if (r->end_us >= 0)
+        duration = (double)(r->end_us - r->start_us) / 1e6;
+    else if (strcmp(r->status, "live") == 0)
+        duration = (double)(now_us - r->start_us) / 1e6;
+    else
+        duration = span;
+    if (duration < 0)
+        duration = 0;
+    char when[40];
+    vps_iso8601(r->start_us, when, sizeof(when));
+
+    json_t *o = json_pack("{s:s, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:s, s:s, s:o}",
+                          "id", r->id, "project", str(r->project), "function", str(r->function),
+                          "samples", (json_int_t)r->samples, "peak_rss_kb",
+                          (json_int_t)r->peak_rss_kb, "duration_s", real(duration), "period_s",
+                          real(period_s), "rate_hz", real(rate), "start_time", when, "status",
+                          r->status, "host", str(r->host));
+    if (!o || !detail)
+        return o;
+    json_t *tags = r->tags ? json_loads(r->tags, 0, NULL) : NULL;
+    if (!json_is_object(tags)) {
+        json_decref(tags);
+        tags = json_object();
+    }
+    json_t *extra = json_pack(
+        "{s:I, s:o, s:o, s:b, s:b, s:i, s:I, s:I, s:o}", "pid", (json_int_t)r->pid, "tags",
+        tags, "error", r->error ? str(r->error) : json_null(), "memory",
+        (r->mode & VP_VMPROF_MODE_MEMORY) != 0, "lines", (r->mode & VP_VMPROF_MODE_LINES) != 0,
+        "version", r->version < 0 ? 0 : r->version, "threads", (json_int_t)r->threads, "bytes",
+        (json_int_t)r->bytes, "t_end_s", real(span));
+    if (!extra || json_object_update(o, extra) != 0) {
+        json_decref(extra);
+        json_decref(o);
+        return NULL;
+    }
+    json_decref(extra);
+    return o;
+}

@@ -1,0 +1,60 @@
+/*
+ * limits.h - the server's own bounds, kept in the style of common/vp_limits.h.
+ *
+ * These belong in common/vp_limits.h; until the lead moves them there, each is
+ * guarded so that the move cannot define a value twice.
+ */
+#ifndef VPS_LIMITS_H
+#define VPS_LIMITS_H
+
+#include "vp_limits.h"
+
+/* Requests whose SQLite work is queued or running. Each holds its request
+ * (and for uploads the whole body) in memory, so past this the server answers
+ * 503, which relays retry, instead of growing without bound. */
+#ifndef VP_MAX_SERVER_JOBS
+#define VP_MAX_SERVER_JOBS 256u
+#endif
+
+/* An upload is stored in slices of this many input bytes, one transaction
+ * each, so one big file does not hold the single SQLite writer for minutes
+ * while batches from relays wait. Must hold the largest record. */
+#ifndef VP_UPLOAD_SLICE_BYTES
+#define VP_UPLOAD_SLICE_BYTES (8u * 1024u * 1024u)
+#endif
+
+/* Runs one GET /api/runs may return (API.md: "max 1000"). */
+#ifndef VP_MAX_RUNS_PAGE
+#define VP_MAX_RUNS_PAGE 1000u
+#endif
+
+/* Tags in an OPEN payload: a handful in practice; the bound keeps one run's
+ * metadata small enough to list a thousand runs in one response. */
+#ifndef VP_MAX_TAGS
+#define VP_MAX_TAGS 64u
+#endif
+
+/* Stack ids are 63-bit hashes of the frames; on a collision the next id is
+ * tried. More than this many taken neighbours means something is wrong. */
+#ifndef VP_MAX_STACK_PROBES
+#define VP_MAX_STACK_PROBES 64u
+#endif
+
+/* Distinct stacks remembered per ingest slice to skip the SQL lookup for
+ * repeated stacks; beyond it the lookup simply goes to SQLite. */
+#ifndef VP_STACK_CACHE_SLOTS
+#define VP_STACK_CACHE_SLOTS 4096u
+#endif
+
+/* Bytes of frames that cache may hold: a deep stack is 8 KiB, so this keeps
+ * hundreds of them without letting a hostile profile of 64K-deep stacks
+ * pin gigabytes. */
+#ifndef VP_STACK_CACHE_BYTES
+#define VP_STACK_CACHE_BYTES (4u * 1024u * 1024u)
+#endif
+
+static_assert(VP_UPLOAD_SLICE_BYTES > VP_MAX_RECORD_BYTES, "a record must fit a slice");
+static_assert(VP_MAX_RUNS_PAGE > 0 && VP_MAX_SERVER_JOBS > 0, "no zero limits");
+static_assert((VP_STACK_CACHE_SLOTS & (VP_STACK_CACHE_SLOTS - 1)) == 0, "power of two");
+
+#endif

@@ -1,0 +1,131 @@
+/*
+ * main.c - vmpv-server: flags and config, the libuv loop, signals.
+ *
+ * The loop thread runs h2o (http.c); storage work runs on libuv's thread
+ * pool, one SQLite connection per pool thread (store.c). SIGTERM or SIGINT
+ * stops accepting, waits for the storage work in flight, then exits 0.
+ */
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <uv.h>
+
+#include "http.h"
+#include "store.h"
+#include "vp_config.h"
+#include "vp_err.h"
+#include "vp_log.h"
+#include "vp_mem.h"
+#include "vp_net.h"
+#include "vp_version.h"
+
+static const vp_option options[] = {
+    {"listen", "HOST:PORT", "127.0.0.1:8000", "serve HTTP here; port 0 picks a free port"},
+    {"data", "DIR", "./vmpv-data", "directory of the store, DIR/vmpv.sqlite (created if missing)"},
+    {"web", "DIR", "web/dist", "directory of the built web UI"},
+    {"token", "TOKEN", "", "intake token POST /api/v1/batches must carry; empty = none"},
+    {"log-level", "LEVEL", "info", "debug, info, warn or error"},
+    {"config", "FILE", NULL, "read settings from FILE (lines of key = value)"},
+};
+
+/* The loop and server live in static storage: h2o 2.2 cannot dispose a
+ * context with keep-alive connections open (http.h), so what they still
+ * hold at exit stays reachable rather than leaked. */
+static uv_loop_t loop;
+static vps_http *http;
+static uv_signal_t sig_term, sig_int;
+
+/* pool_threads is the size of libuv's thread pool, which runs every store
+ * call: one SQLite connection per thread means none ever waits for one. */
+static unsigned pool_threads(void)
+{
+    const char *e = getenv("UV_THREADPOOL_SIZE");
+    long n = e ? strtol(e, NULL, 10) : 4;
+    return n < 1 ? 1 : n > 1024 ? 1024 : (unsigned)n;
+}
+
+static void on_drained(void *arg)
+{
+    (void)arg;
+    vp_info("no storage work in flight; exiting");
+    uv_stop(&loop);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    (void)s;
+    vp_info("signal %d: shutting down", signum);
+    /* Closing the watchers restores the default action: a second signal
+     * kills at once, which SQLite's journal survives. */
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+    vps_http_stop(http, on_drained, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    vp_config cfg;
+    vps_store *store = NULL;
+    char err[512], url[128];
+    uint16_t port = 0;
+    int status = 1;
+
+    int rc = vp_config_load(&cfg, "vmpv-server", VP_VERSION,
+                            "Stores vmprof profiles and serves the vmprof-viewer API and web UI.",
+                            options, sizeof(options) / sizeof(options[0]), argc, argv, err,
+                            sizeof(err));
+    if (rc == VP_CONFIG_EXIT_OK) {
+        vp_config_free(&cfg);
+        return 0;
+    }
+    if (rc != VP_OK) {
+        fprintf(stderr, "vmpv-server: %s\n", err);
+        vp_config_free(&cfg);
+        return 2;
+    }
+    int level = vp_log_parse_level(vp_config_get(&cfg, "log-level"));
+    if (level < 0) {
+        fprintf(stderr, "vmpv-server: --log-level must be debug, info, warn or error\n");
+        vp_config_free(&cfg);
+        return 2;
+    }
+    vp_log_init("vmpv-server", (enum vp_log_level)level);
+    /* jansson allocates through vp_malloc (fault injection reaches it), and
+     * its hash seed is fixed before worker threads use it. */
+    json_set_alloc_funcs(vp_malloc, vp_free);
+    json_object_seed(0);
+    signal(SIGPIPE, SIG_IGN);
+
+    const char *data = vp_config_get(&cfg, "data");
+    unsigned nconn = pool_threads();
+    if ((rc = vps_store_open(data, nconn, &store, err, sizeof(err))) != VP_OK) {
+        vp_error("%s", err);
+        goto fail;
+    }
+    uv_loop_init(&loop);
+    vps_http_opts o = {.listen = vp_config_get(&cfg, "listen"),
+                       .web = vp_config_get(&cfg, "web"),
+                       .token = vp_config_get(&cfg, "token"),
+                       .store = store};
+    if ((rc = vps_http_start(&loop, &o, &http, &port, url, sizeof(url), err, sizeof(err))) !=
+        VP_OK) {
+        vp_error("%s", err);
+        goto fail;
+    }
+    uv_signal_init(&loop, &sig_term);
+    uv_signal_init(&loop, &sig_int);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    vp_info("store %s/vmpv.sqlite, %u connections; intake token %s", data, nconn,
+            *o.token ? "required" : "not required");
+    vp_net_ready("vmpv-server", url);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    status = 0;
+fail:
+    /* Every job has finished (on_drained), so no connection is in use. */
+    vps_store_free(store);
+    vps_http_free(http);
+    vp_config_free(&cfg);
+    return status;
+}
