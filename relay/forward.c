@@ -186,8 +186,10 @@ static void *forwarder_main(void *arg)
             if (!progress)
                 wait_ms(f, IDLE_WAIT_MS);
         }
+        uint64_t left = vp_spool_bytes(f->spool);
+        vp_metric_set(&vpr_metrics[VPR_M_SPOOL_BYTES], left);
         pthread_mutex_lock(&f->mu);
-        if (f->draining && !progress && vp_spool_bytes(f->spool) == 0)
+        if (f->draining && !progress && left == 0)
             f->quit = 1;
         pthread_mutex_unlock(&f->mu);
     }

@@ -198,6 +198,16 @@ static void on_ready(uv_async_t *a)
     }
 }
 
+/* nng thread: count agent connections for /metrics. */
+static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    (void)p, (void)arg;
+    if (ev == NNG_PIPE_EV_ADD_POST)
+        vp_metric_add(&vpr_metrics[VPR_M_AGENTS], 1);
+    else if (ev == NNG_PIPE_EV_REM_POST)
+        vp_metric_sub(&vpr_metrics[VPR_M_AGENTS], 1);
+}
+
 vpr_intake *vpr_intake_start(vpr_relay *r, const char *url, const char *tls_cert_key,
                              unsigned contexts, char *bound, size_t bound_cap, char *err,
                              size_t errlen)
@@ -214,6 +224,8 @@ vpr_intake *vpr_intake_start(vpr_relay *r, const char *url, const char *tls_cert
         snprintf(err, errlen, "cannot open nng rep socket: %s", nng_strerror(rv));
         goto fail;
     }
+    nng_pipe_notify(in->sock, NNG_PIPE_EV_ADD_POST, on_pipe, NULL);
+    nng_pipe_notify(in->sock, NNG_PIPE_EV_REM_POST, on_pipe, NULL);
     /* A message over this is dropped by nng before it reaches us. */
     nng_socket_set_size(in->sock, NNG_OPT_RECVMAXSZ, VP_MAX_HTTP_BATCH_BODY);
     in->ctxs = vp_calloc(contexts, sizeof(*in->ctxs));

@@ -15,6 +15,7 @@
 #include "vp_log.h"
 #include "vp_limits.h"
 #include "vp_net.h"
+#include "vp_opshttp.h"
 #include "vp_version.h"
 
 static const vp_option options[] = {
@@ -27,8 +28,14 @@ static const vp_option options[] = {
     {"max-spool-bytes", "N", "4294967296", "spool size at which the relay stops acknowledging"},
     {"contexts", "N", "32", "batches received concurrently"},
     {"drain-ms", "MS", "5000", "on SIGTERM, how long to keep forwarding before exiting"},
+    {"metrics-listen", "HOST:PORT", "", "serve /healthz and /metrics here (empty: off)"},
     {"log-level", "LEVEL", "info", "debug, info, warn or error"},
 };
+
+/* What SIGHUP re-reads: the config as at start, with the same flags. */
+static int saved_argc;
+static char **saved_argv;
+static vp_config live_cfg;
 
 vp_metric vpr_metrics[VPR_M_COUNT] = {
     [VPR_M_BATCHES_IN] = {"vmpv_relay_batches_total", "batches stored in the spool", 0, 0},
@@ -40,7 +47,34 @@ vp_metric vpr_metrics[VPR_M_COUNT] = {
     [VPR_M_FORWARDED] = {"vmpv_relay_forwarded_total", "batches the server confirmed", 0, 0},
     [VPR_M_FORWARD_RETRIES] = {"vmpv_relay_forward_retries_total", "forwarding attempts to retry", 0, 0},
     [VPR_M_FORWARD_DROPPED] = {"vmpv_relay_forward_dropped_total", "batches the server refused for good", 0, 0},
+    [VPR_M_AGENTS] = {"vmpv_relay_agents_connected", "agent connections open now", 1, 0},
+    [VPR_M_SPOOL_BYTES] = {"vmpv_relay_spool_bytes", "batch bytes in the spool, not yet forwarded", 1, 0},
 };
+
+/* SIGHUP: re-read --config and the flags; the agents' token and the log
+ * level take effect at once, the rest needs a restart (and says so). */
+static void on_reload(uv_signal_t *sig, int signum)
+{
+    vpr_relay *r = sig->data;
+    (void)signum;
+    vp_config fresh;
+    char err[512];
+    if (vp_config_load(&fresh, "vmpv-relay", VP_VERSION, "", options,
+                       sizeof(options) / sizeof(options[0]), saved_argc, saved_argv, err,
+                       sizeof(err)) != VP_OK) {
+        vp_error("SIGHUP: config not reloaded: %s", err);
+        vp_config_free(&fresh);
+        return;
+    }
+    int level = vp_log_parse_level(vp_config_get(&fresh, "log-level"));
+    if (level >= 0)
+        vp_log_init("vmpv-relay", (enum vp_log_level)level);
+    vp_config old = live_cfg;
+    live_cfg = fresh;
+    r->token = vp_config_get(&live_cfg, "token"); /* read only on this thread */
+    vp_config_free(&old);
+    vp_info("SIGHUP: reloaded the token and log level (listen, server, data and limits need a restart)");
+}
 
 static void on_signal(uv_signal_t *sig, int signum)
 {
@@ -50,6 +84,9 @@ static void on_signal(uv_signal_t *sig, int signum)
     vpr_intake_stop(r->intake);
     uv_close((uv_handle_t *)&r->sigterm, NULL);
     uv_close((uv_handle_t *)&r->sigint, NULL);
+    uv_close((uv_handle_t *)&r->sighup, NULL);
+    if (r->ops)
+        vp_opshttp_close(r->ops);
 }
 
 int main(int argc, char **argv)
@@ -59,6 +96,8 @@ int main(int argc, char **argv)
     int exit_code = 1;
     vpr_relay r;
     memset(&r, 0, sizeof(r));
+    saved_argc = argc;
+    saved_argv = argv;
     int rc = vp_config_load(&cfg, "vmpv-relay", VP_VERSION,
                             "Takes batches from vmpv-agents, spools them durably, forwards them to vmpv-server.",
                             options, sizeof(options) / sizeof(options[0]), argc, argv, err, sizeof(err));
@@ -112,11 +151,29 @@ int main(int argc, char **argv)
     r.sigterm.data = r.sigint.data = &r;
     uv_signal_start(&r.sigterm, on_signal, SIGTERM);
     uv_signal_start(&r.sigint, on_signal, SIGINT);
+    uv_signal_init(r.loop, &r.sighup);
+    r.sighup.data = &r;
+    uv_signal_start(&r.sighup, on_reload, SIGHUP);
+    const char *ops = vp_config_get(&cfg, "metrics-listen");
+    if (ops && *ops) {
+        char ops_url[300];
+        if (vp_opshttp_start(r.loop, ops, vpr_metrics, VPR_M_COUNT, NULL, NULL, &r.ops, ops_url,
+                             sizeof(ops_url), err, sizeof(err)) != VP_OK) {
+            fprintf(stderr, "vmpv-relay: %s\n", err);
+            exit_code = 1;
+            on_signal(&r.sigterm, SIGTERM);
+            uv_run(r.loop, UV_RUN_DEFAULT);
+            goto fail_intake;
+        }
+        vp_info("metrics on %s/metrics", ops_url);
+    }
     vp_info("forwarding to %s", vp_config_get(&cfg, "server"));
     vp_net_ready("vmpv-relay", bound);
     uv_run(r.loop, UV_RUN_DEFAULT);
     exit_code = 0;
+fail_intake:
     vpr_intake_free(r.intake);
+    vp_opshttp_free(r.ops);
 fail_forwarder:
     vpr_forwarder_free(r.forwarder, exit_code == 0 ? drain_ms : 0);
 fail_spool:
@@ -127,5 +184,6 @@ fail_curl:
         uv_loop_close(r.loop);
 fail_cfg:
     vp_config_free(&cfg);
+    vp_config_free(&live_cfg);
     return exit_code;
 }

@@ -21,11 +21,12 @@ typedef struct vpr_forwarder vpr_forwarder;
 
 typedef struct vpr_relay {
     uv_loop_t *loop;
-    uv_signal_t sigterm, sigint;
-    const char *token;     /* what agents must present */
+    uv_signal_t sigterm, sigint, sighup;
+    const char *token;     /* what agents must present; SIGHUP may change it */
     vp_spool *spool;       /* intake's connection, used from the thread pool */
     vpr_intake *intake;
     vpr_forwarder *forwarder;
+    struct vp_opshttp *ops; /* /healthz and /metrics, if configured */
     int stopping;
 } vpr_relay;
 
@@ -39,6 +40,8 @@ enum {
     VPR_M_FORWARDED,
     VPR_M_FORWARD_RETRIES,
     VPR_M_FORWARD_DROPPED,
+    VPR_M_AGENTS,
+    VPR_M_SPOOL_BYTES,
     VPR_M_COUNT
 };
 extern vp_metric vpr_metrics[VPR_M_COUNT];
