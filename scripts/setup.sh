@@ -37,7 +37,7 @@ if [ ! -f build/build.ninja ]; then
   meson setup build --buildtype=release >/dev/null
 fi
 say "building build/"
-ninja -C build >/dev/null
+ninja -C build >/tmp/vmpv-build.log 2>&1 || { tail -40 /tmp/vmpv-build.log; exit 1; }
 if [ "$WANT_TESTS" = 1 ]; then
   if [ ! -f build-asan/build.ninja ]; then
     say "configuring build-asan/ (ASan + UBSan)"
@@ -45,7 +45,7 @@ if [ "$WANT_TESTS" = 1 ]; then
       -Dfault_injection=true >/dev/null
   fi
   say "building build-asan/"
-  ninja -C build-asan >/dev/null
+  ninja -C build-asan >/tmp/vmpv-build-asan.log 2>&1 || { tail -40 /tmp/vmpv-build-asan.log; exit 1; }
 fi
 
 # 3. Python: a venv with the pinned sampler, the client and pytest.

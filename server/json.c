@@ -172,7 +172,7 @@ json_t *vps_run_json(const vps_run *r, int detail, int64_t now_us)
         duration = span;
     if (duration < 0)
         duration = 0;
-    char when[40];
+    char when[80]; /* room for any int the compiler thinks tm can hold */
     vps_iso8601(r->start_us, when, sizeof(when));
 
     json_t *o = json_pack("{s:s, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:s, s:s, s:o}",
