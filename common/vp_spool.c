@@ -78,48 +78,76 @@ static uint64_t refresh_bytes(vp_spool *s)
     return s->bytes;
 }
 
-int vp_spool_put(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq, uint8_t kind,
-                 const uint8_t *body, size_t len, int *duplicate)
+/* Inserts one batch inside the caller's transaction; the caller holds mu. */
+static void put_locked(vp_spool *s, vp_spool_put_req *q)
 {
-    int rc = VP_EIO;
-    *duplicate = 0;
-    pthread_mutex_lock(&s->mu);
-    sqlite3_bind_blob(s->seen, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+    q->result = VP_EIO;
+    q->duplicate = 0;
+    sqlite3_bind_blob(s->seen, 1, q->run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
     int step = sqlite3_step(s->seen);
-    if (step == SQLITE_ROW && (uint64_t)sqlite3_column_int64(s->seen, 0) > seq) {
-        sqlite3_reset(s->seen);
-        *duplicate = 1;
-        rc = VP_OK;
-        goto done;
-    }
+    int forwarded = step == SQLITE_ROW && (uint64_t)sqlite3_column_int64(s->seen, 0) > q->seq;
     sqlite3_reset(s->seen);
+    if (forwarded) {
+        q->duplicate = 1;
+        q->result = VP_OK;
+        return;
+    }
     if (step != SQLITE_ROW && step != SQLITE_DONE)
-        goto done;
+        return;
     /* The forwarder deletes with its own connection, so our running total
      * would only grow; ask the file when we look close to the bound. */
-    if (s->bytes + len > s->max_bytes && refresh_bytes(s) + len > s->max_bytes) {
-        rc = VP_EFULL;
-        goto done;
+    if (s->bytes + q->len > s->max_bytes && refresh_bytes(s) + q->len > s->max_bytes) {
+        q->result = VP_EFULL;
+        return;
     }
-    sqlite3_bind_blob(s->put, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
-    sqlite3_bind_int64(s->put, 2, (sqlite3_int64)seq);
-    sqlite3_bind_int(s->put, 3, kind);
-    sqlite3_bind_blob(s->put, 4, body, (int)len, SQLITE_STATIC);
+    sqlite3_bind_blob(s->put, 1, q->run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(s->put, 2, (sqlite3_int64)q->seq);
+    sqlite3_bind_int(s->put, 3, q->kind);
+    sqlite3_bind_blob(s->put, 4, q->body, (int)q->len, SQLITE_STATIC);
     step = sqlite3_step(s->put);
     sqlite3_reset(s->put);
     sqlite3_clear_bindings(s->put);
     if (step != SQLITE_DONE) {
         vp_error("spool insert failed: %s", sqlite3_errmsg(s->db));
-        goto done;
+        return;
     }
     if (sqlite3_changes(s->db) == 0)
-        *duplicate = 1;
+        q->duplicate = 1;
     else
-        s->bytes += len;
-    rc = VP_OK;
-done:
+        s->bytes += q->len;
+    q->result = VP_OK;
+}
+
+int vp_spool_put_many(vp_spool *s, vp_spool_put_req *reqs, size_t n)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t bytes_before = s->bytes;
+    int rc = VP_EIO;
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
+        for (size_t i = 0; i < n; i++)
+            put_locked(s, &reqs[i]);
+        if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+            rc = VP_OK;
+        else
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    if (rc != VP_OK) {
+        vp_error("spool commit failed: %s", sqlite3_errmsg(s->db));
+        s->bytes = bytes_before;
+        for (size_t i = 0; i < n; i++)
+            reqs[i].result = VP_EIO;
+    }
     pthread_mutex_unlock(&s->mu);
     return rc;
+}
+
+int vp_spool_put(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq, uint8_t kind,
+                 const uint8_t *body, size_t len, int *duplicate)
+{
+    vp_spool_put_req q = {.run_id = run_id, .seq = seq, .kind = kind, .body = body, .len = len};
+    int rc = vp_spool_put_many(s, &q, 1);
+    *duplicate = q.duplicate;
+    return rc == VP_OK ? q.result : rc;
 }
 
 int vp_spool_runs(vp_spool *s, uint8_t (*ids)[VP_RUN_ID_LEN], size_t cap)

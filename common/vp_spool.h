@@ -38,6 +38,23 @@ int vp_spool_open(const char *path, uint64_t max_bytes, vp_spool **out, char *er
 int vp_spool_put(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq, uint8_t kind,
                  const uint8_t *body, size_t len, int *duplicate);
 
+/* One batch of a group commit: the inputs, and where its outcome goes. */
+typedef struct vp_spool_put_req {
+    const uint8_t *run_id;
+    uint64_t seq;
+    uint8_t kind;
+    const uint8_t *body;
+    size_t len;
+    int result;    /* out: VP_OK, VP_EFULL or VP_EIO */
+    int duplicate; /* out: 1 if stored or forwarded before */
+} vp_spool_put_req;
+
+/* vp_spool_put_many stores several batches in one transaction, so many
+ * agents' batches share one disk sync (group commit). Each request's result
+ * says what happened to it; the return is VP_OK unless the transaction as a
+ * whole failed (then every result is VP_EIO). */
+int vp_spool_put_many(vp_spool *s, vp_spool_put_req *reqs, size_t n);
+
 /* vp_spool_runs lists up to cap run ids that have stored batches, oldest
  * first. Returns the count, or a negative error. */
 int vp_spool_runs(vp_spool *s, uint8_t (*ids)[VP_RUN_ID_LEN], size_t cap);

@@ -5,6 +5,11 @@
  * Each of a fixed number of nng contexts carries one request at a time, so
  * the number of batches in the relay's memory is bounded by the context
  * count. A context moves RECV -> (loop) CHECK -> (pool) STORE -> SEND -> RECV.
+ *
+ * Group commit: at most one spool transaction runs at a time; the batches
+ * that arrive meanwhile wait and all go into the next one, so under load
+ * many agents share each disk sync, and at low load a batch is committed
+ * alone, at once.
  */
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -27,11 +32,13 @@ typedef struct intake_ctx {
     nng_aio *aio;
     enum ctx_state state;
     nng_msg *msg;
-    uv_work_t work;
     vp_batch_view batch;
     uint8_t status;
     char reason[VP_MAX_REASON_LEN + 1];
     struct intake_ctx *next_ready;
+    struct intake_ctx *next_commit;
+    vp_spool_put_req put;
+    uint8_t *body;
 } intake_ctx;
 
 struct vpr_intake {
@@ -44,6 +51,10 @@ struct vpr_intake {
     intake_ctx *ctxs;
     unsigned count;
     int stopping;
+    intake_ctx *waiting, *waiting_tail; /* checked, waiting for a commit */
+    intake_ctx *committing;             /* in the transaction running now */
+    uv_work_t commit;
+    int commit_busy;
 };
 
 static void arm_recv(intake_ctx *c)
@@ -98,67 +109,107 @@ static void reply(intake_ctx *c, uint8_t status, const uint8_t *run_id, uint64_t
     nng_ctx_send(c->ctx, c->aio);
 }
 
-/* Thread pool: decompress (which checks the LZ4 content checksum), then make
- * the batch durable. The stored copy has no token. */
-static void store_work(uv_work_t *w)
+/* Thread pool: decompress each batch (which checks the LZ4 content
+ * checksum), then make all the good ones durable in one transaction. The
+ * stored copies have no token. */
+static void commit_work(uv_work_t *w)
 {
-    intake_ctx *c = w->data;
-    vpr_relay *r = c->in->relay;
-    uint8_t *raw = NULL, *body = NULL;
-    size_t body_len = 0;
-    char why[128];
-    if (vp_batch_payload(&c->batch, &raw, why, sizeof(why)) != VP_OK) {
-        c->status = VP_ACK_MALFORMED;
-        snprintf(c->reason, sizeof(c->reason), "%s", why);
-        return;
+    vpr_intake *in = w->data;
+    vp_spool_put_req reqs[VP_MAX_RELAY_PENDING];
+    intake_ctx *who[VP_MAX_RELAY_PENDING];
+    size_t n = 0;
+    for (intake_ctx *c = in->committing; c; c = c->next_commit) {
+        uint8_t *raw = NULL;
+        char why[128];
+        c->body = NULL;
+        if (vp_batch_payload(&c->batch, &raw, why, sizeof(why)) != VP_OK) {
+            c->status = VP_ACK_MALFORMED;
+            snprintf(c->reason, sizeof(c->reason), "%s", why);
+            continue;
+        }
+        vp_free(raw);
+        size_t body_len = 0;
+        if (vp_batch_retoken(&c->batch, NULL, &c->body, &body_len) != VP_OK) {
+            c->status = VP_ACK_BUSY;
+            snprintf(c->reason, sizeof(c->reason), "relay out of memory");
+            continue;
+        }
+        reqs[n] = (vp_spool_put_req){.run_id = c->batch.run_id, .seq = c->batch.seq,
+                                     .kind = c->batch.kind, .body = c->body, .len = body_len};
+        who[n++] = c;
     }
-    vp_free(raw);
-    if (vp_batch_retoken(&c->batch, NULL, &body, &body_len) != VP_OK) {
-        c->status = VP_ACK_BUSY;
-        snprintf(c->reason, sizeof(c->reason), "relay out of memory");
-        return;
-    }
-    int dup = 0;
-    int rc = vp_spool_put(r->spool, c->batch.run_id, c->batch.seq, c->batch.kind, body, body_len, &dup);
-    vp_free(body);
-    if (rc == VP_OK) {
-        c->status = dup ? VP_ACK_DUPLICATE : VP_ACK_STORED;
+    if (n)
+        vp_spool_put_many(in->relay->spool, reqs, n);
+    for (size_t i = 0; i < n; i++) {
+        intake_ctx *c = who[i];
+        vp_free(c->body);
+        c->body = NULL;
         c->reason[0] = '\0';
-    } else if (rc == VP_EFULL) {
-        c->status = VP_ACK_BUSY;
-        snprintf(c->reason, sizeof(c->reason), "relay spool is full");
-    } else {
-        c->status = VP_ACK_BUSY;
-        snprintf(c->reason, sizeof(c->reason), "relay spool write failed");
+        if (reqs[i].result == VP_OK) {
+            c->status = reqs[i].duplicate ? VP_ACK_DUPLICATE : VP_ACK_STORED;
+        } else {
+            c->status = VP_ACK_BUSY;
+            snprintf(c->reason, sizeof(c->reason), "%s",
+                     reqs[i].result == VP_EFULL ? "relay spool is full" : "relay spool write failed");
+        }
     }
 }
 
-static void store_done(uv_work_t *w, int status)
+static void maybe_commit(vpr_intake *in);
+
+static void commit_done(uv_work_t *w, int status)
 {
-    intake_ctx *c = w->data;
-    vpr_relay *r = c->in->relay;
-    if (status == UV_ECANCELED) {
-        c->status = VP_ACK_BUSY;
-        snprintf(c->reason, sizeof(c->reason), "relay is stopping");
+    vpr_intake *in = w->data;
+    vpr_relay *r = in->relay;
+    int stored = 0;
+    for (intake_ctx *c = in->committing, *next; c; c = next) {
+        next = c->next_commit;
+        if (status == UV_ECANCELED) {
+            c->status = VP_ACK_BUSY;
+            snprintf(c->reason, sizeof(c->reason), "relay is stopping");
+        }
+        switch (c->status) {
+        case VP_ACK_STORED:
+            vp_metric_add(&vpr_metrics[VPR_M_BATCHES_IN], 1);
+            vp_metric_add(&vpr_metrics[VPR_M_SAMPLES_IN], c->batch.samples);
+            stored = 1;
+            break;
+        case VP_ACK_DUPLICATE:
+            vp_metric_add(&vpr_metrics[VPR_M_DUPLICATES], 1);
+            break;
+        case VP_ACK_MALFORMED:
+            vp_metric_add(&vpr_metrics[VPR_M_REFUSED_MALFORMED], 1);
+            vp_warn("refused a malformed batch: %s", c->reason);
+            break;
+        default:
+            vp_metric_add(&vpr_metrics[VPR_M_REFUSED_FULL], 1);
+            break;
+        }
+        reply(c, c->status, c->batch.run_id, c->batch.seq, c->reason);
     }
-    switch (c->status) {
-    case VP_ACK_STORED:
-        vp_metric_add(&vpr_metrics[VPR_M_BATCHES_IN], 1);
-        vp_metric_add(&vpr_metrics[VPR_M_SAMPLES_IN], c->batch.samples);
+    in->committing = NULL;
+    in->commit_busy = 0;
+    if (stored)
         vpr_forwarder_kick(r->forwarder);
-        break;
-    case VP_ACK_DUPLICATE:
-        vp_metric_add(&vpr_metrics[VPR_M_DUPLICATES], 1);
-        break;
-    case VP_ACK_MALFORMED:
-        vp_metric_add(&vpr_metrics[VPR_M_REFUSED_MALFORMED], 1);
-        vp_warn("refused a malformed batch: %s", c->reason);
-        break;
-    default:
-        vp_metric_add(&vpr_metrics[VPR_M_REFUSED_FULL], 1);
-        break;
+    maybe_commit(in);
+}
+
+static void maybe_commit(vpr_intake *in)
+{
+    if (in->commit_busy || !in->waiting)
+        return;
+    in->committing = in->waiting;
+    in->waiting = in->waiting_tail = NULL;
+    in->commit.data = in;
+    if (uv_queue_work(in->relay->loop, &in->commit, commit_work, commit_done) == 0) {
+        in->commit_busy = 1;
+        return;
     }
-    reply(c, c->status, c->batch.run_id, c->batch.seq, c->reason);
+    for (intake_ctx *c = in->committing, *next; c; c = next) {
+        next = c->next_commit;
+        reply(c, VP_ACK_BUSY, c->batch.run_id, c->batch.seq, "relay is busy");
+    }
+    in->committing = NULL;
 }
 
 /* Loop thread: check what nng received and pass good batches to the pool. */
@@ -192,10 +243,14 @@ static void on_ready(uv_async_t *a)
             reply(c, VP_ACK_BUSY, c->batch.run_id, c->batch.seq, "relay is stopping");
             continue;
         }
-        c->work.data = c;
-        if (uv_queue_work(in->relay->loop, &c->work, store_work, store_done) != 0)
-            reply(c, VP_ACK_BUSY, c->batch.run_id, c->batch.seq, "relay is busy");
+        c->next_commit = NULL;
+        if (in->waiting_tail)
+            in->waiting_tail->next_commit = c;
+        else
+            in->waiting = c;
+        in->waiting_tail = c;
     }
+    maybe_commit(in);
 }
 
 /* nng thread: count agent connections for /metrics. */

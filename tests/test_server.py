@@ -35,26 +35,31 @@ class Server:
         if not os.path.exists(SERVER_BIN):
             pytest.skip("no server binary at %s (set VMPV_BUILD)" % SERVER_BIN)
         args = [SERVER_BIN, "--listen", "127.0.0.1:0", "--data", str(tmp / "data"),
-                "--web", str(web or (tmp / "no-such-web")), "--log-level", "warn"]
+                "--web", str(web or (tmp / "no-such-web")), "--log-level", "info"]
         if token:
             args += ["--token", token]
         args += list(extra)
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+        # stderr to a file: a pipe nobody reads could fill and stall the server.
+        self.log = tmp / "server.log"
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
+                                     stderr=open(self.log, "ab"), text=True)
         line = self.proc.stdout.readline()
         if "listening on http://127.0.0.1:" not in line:
             self.proc.kill()
-            raise AssertionError("no ready line: %r %s" % (line, self.proc.stderr.read()))
+            raise AssertionError("no ready line: %r %s" % (line, self.log.read_text()))
         self.base = line.split("listening on ", 1)[1].strip()
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
+        early = self.proc.poll()
+        if early is None:
+            self.proc.send_signal(signal.SIGTERM)
         try:
             rc = self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise
-        err = self.proc.stderr.read()
+        err = self.log.read_text()
+        assert early is None, "server exited before stop(): rc %s\n%s" % (early, err)
         assert rc == 0, err
         return err
 

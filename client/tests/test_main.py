@@ -9,7 +9,7 @@ import sys
 import textwrap
 from typing import Dict
 
-from conftest import CLIENT_DIR, FakeAgent
+from clienthelpers import CLIENT_DIR, FakeAgent
 
 
 def test_profiles_a_script(env: Dict[str, str], agent: FakeAgent, short_dir: str) -> None:

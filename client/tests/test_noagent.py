@@ -13,7 +13,7 @@ import vmprof
 
 import vmprof_viewer_client
 
-from conftest import CLIENT_DIR, FakeServer, spool_files
+from clienthelpers import CLIENT_DIR, FakeServer, spool_files
 
 SCRIPT = textwrap.dedent("""
     import sys, time

@@ -8,7 +8,7 @@ import pytest
 import vmprof_viewer_client
 from vmprof_viewer_client import _settings
 
-from conftest import spool_files
+from clienthelpers import spool_files
 
 BAD = [0, 0.0, -0.1, 0.0005, 1e-6, 1.0, 1, 5, math.nan, math.inf, "abc", "0.01", True, [0.1]]
 

@@ -15,7 +15,7 @@ import vmprof
 import vmprof_viewer_client
 from vmprof_viewer_client import _profile
 
-from conftest import FakeAgent, burn_cpu, spool_files
+from clienthelpers import FakeAgent, burn_cpu, spool_files
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 

@@ -13,7 +13,7 @@ import vmprof
 
 from vmprof_viewer_client import upload as cli
 
-from conftest import CLIENT_DIR, FakeAgent, FakeServer, burn_cpu
+from clienthelpers import CLIENT_DIR, FakeAgent, FakeServer, burn_cpu
 
 
 @pytest.fixture

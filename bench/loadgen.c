@@ -1,0 +1,400 @@
+/*
+ * loadgen.c - vmpv-loadgen: many simulated agents sending real batches to a
+ * vmpv-relay, for the 200-agent test and the intake benchmark.
+ *
+ * Each simulated agent is an nng req context that sends runs made of the
+ * batches a real agent would send for one real profile file (OPEN, DATA cut
+ * at record boundaries, CLOSE), one batch at a time, each after the previous
+ * one's acknowledgement, as vmpv-agent does. It prints what it sent (runs,
+ * batches, samples: the known counts a test compares with what arrived) and
+ * the acknowledgement latencies.
+ *
+ *   vmpv-loadgen --relay URL --profile FILE [--agents N] [--runs R] [--token T]
+ *                [--rate SAMPLES_PER_S] [--spool-limit DIR]
+ *
+ * --spool-limit DIR measures the physical limit instead: LZ4 decoding plus
+ * the spool's SQLite insert of the same batches, on one thread, nothing else.
+ */
+#include <errno.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vp_batch.h"
+#include "vp_err.h"
+#include "vp_limits.h"
+#include "vp_mem.h"
+#include "vp_spool.h"
+#include "vp_vmprof.h"
+
+typedef struct chunk {
+    uint8_t *raw;
+    size_t len;
+    uint32_t samples;
+} chunk;
+
+typedef struct plan {
+    chunk *chunks;
+    size_t count;
+    uint64_t samples;
+} plan;
+
+typedef struct sim {
+    nng_ctx ctx;
+    nng_aio *aio;
+    int agent;
+    int run;           /* runs done */
+    size_t step;       /* 0 OPEN, 1..count DATA, count+1 CLOSE */
+    uint8_t run_id[VP_RUN_ID_LEN];
+    uint64_t sent_ns;
+    int receiving;
+} sim;
+
+static plan the_plan;
+static const char *token = "";
+static int runs_per_agent = 1;
+static double rate_limit = 0; /* samples per second over all agents; 0 = as fast as acks come */
+static atomic_int agents_left;
+static atomic_ullong batches_ok, batches_refused, samples_ok;
+static uint64_t *latencies;
+static atomic_ullong latency_count;
+static uint64_t latency_cap;
+static uint64_t start_ns;
+static pthread_mutex_t done_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int load_plan(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *data = malloc((size_t)size);
+    if (!data || fread(data, 1, (size_t)size, f) != (size_t)size) {
+        fclose(f);
+        snprintf(err, errlen, "cannot read %s", path);
+        return -1;
+    }
+    fclose(f);
+    /* Cut exactly as the agent does: at record boundaries near the target. */
+    vp_vmprof_reader r;
+    vp_vmprof_reader_init(&r);
+    size_t off = 0;
+    for (;;) {
+        size_t want = (size_t)size - off;
+        if (want > VP_BATCH_TARGET_RAW)
+            want = VP_BATCH_TARGET_RAW;
+        uint64_t before = r.samples;
+        size_t used = 0;
+        int rc = vp_vmprof_feed(&r, data + off, want, &used, NULL);
+        if (used == 0 && want < (size_t)size - off) {
+            /* a record larger than the window: offer more */
+            rc = vp_vmprof_feed(&r, data + off, (size_t)size - off, &used, NULL);
+        }
+        if (used) {
+            the_plan.chunks = realloc(the_plan.chunks, (the_plan.count + 1) * sizeof(chunk));
+            chunk *c = &the_plan.chunks[the_plan.count++];
+            c->raw = data + off;
+            c->len = used;
+            c->samples = (uint32_t)(r.samples - before);
+            the_plan.samples += c->samples;
+            off += used;
+        }
+        if (rc != VP_OK || used == 0 || off >= (size_t)size)
+            break;
+    }
+    if (the_plan.count == 0) {
+        snprintf(err, errlen, "%s holds no complete vmprof records: %s", path, r.error);
+        return -1;
+    }
+    return 0;
+}
+
+static int make_batch(sim *s, nng_msg **out)
+{
+    uint8_t kind;
+    const uint8_t *raw;
+    size_t len;
+    uint32_t samples = 0;
+    char json[256];
+    if (s->step == 0) {
+        kind = VP_BATCH_OPEN;
+        snprintf(json, sizeof(json),
+                 "{\"project\":\"loadgen\",\"function\":\"agent%d\",\"host\":\"sim%d\",\"period\":0.01,"
+                 "\"source\":\"client\"}", s->agent, s->agent);
+        raw = (const uint8_t *)json;
+        len = strlen(json);
+    } else if (s->step <= the_plan.count) {
+        chunk *c = &the_plan.chunks[s->step - 1];
+        kind = VP_BATCH_DATA;
+        raw = c->raw;
+        len = c->len;
+        samples = c->samples;
+    } else {
+        kind = VP_BATCH_CLOSE;
+        snprintf(json, sizeof(json), "{\"status\":\"complete\",\"samples\":%llu}",
+                 (unsigned long long)the_plan.samples);
+        raw = (const uint8_t *)json;
+        len = strlen(json);
+    }
+    uint8_t *msg = NULL;
+    size_t msg_len = 0;
+    if (vp_batch_encode(kind, s->run_id, s->step, samples, token, raw, len, &msg, &msg_len) != VP_OK)
+        return -1;
+    int rv = nng_msg_alloc(out, 0);
+    if (rv == 0)
+        rv = nng_msg_append(*out, msg, msg_len);
+    vp_free(msg);
+    return rv;
+}
+
+static void new_run(sim *s)
+{
+    for (unsigned i = 0; i < VP_RUN_ID_LEN; i++)
+        s->run_id[i] = (uint8_t)rand();
+    s->step = 0;
+}
+
+static void send_next(sim *s)
+{
+    nng_msg *msg = NULL;
+    if (rate_limit > 0) {
+        /* Pace all agents together: sample k is due at k / rate seconds. */
+        double due = (double)atomic_load(&samples_ok) / rate_limit;
+        double elapsed = (double)(now_ns() - start_ns) / 1e9;
+        if (due > elapsed)
+            nng_msleep((nng_duration)((due - elapsed) * 1000));
+    }
+    if (make_batch(s, &msg) != 0) {
+        fprintf(stderr, "loadgen: cannot build a batch\n");
+        exit(1);
+    }
+    s->receiving = 0;
+    s->sent_ns = now_ns();
+    nng_aio_set_msg(s->aio, msg);
+    nng_ctx_send(s->ctx, s->aio);
+}
+
+static void finish_agent(void)
+{
+    if (atomic_fetch_sub(&agents_left, 1) == 1) {
+        pthread_mutex_lock(&done_mu);
+        pthread_cond_signal(&done_cv);
+        pthread_mutex_unlock(&done_mu);
+    }
+}
+
+static void on_aio(void *arg)
+{
+    sim *s = arg;
+    int rv = nng_aio_result(s->aio);
+    if (!s->receiving) {
+        if (rv != 0) {
+            nng_msg_free(nng_aio_get_msg(s->aio));
+            nng_msleep(50);
+            send_next(s);
+            return;
+        }
+        s->receiving = 1;
+        nng_ctx_recv(s->ctx, s->aio);
+        return;
+    }
+    if (rv != 0) {
+        send_next(s); /* timeout or relay gone: resend the same batch */
+        return;
+    }
+    nng_msg *reply = nng_aio_get_msg(s->aio);
+    vp_ack ack;
+    int ok = vp_ack_decode(nng_msg_body(reply), nng_msg_len(reply), &ack) == VP_OK &&
+             (ack.status == VP_ACK_STORED || ack.status == VP_ACK_DUPLICATE);
+    nng_msg_free(reply);
+    if (!ok) {
+        atomic_fetch_add(&batches_refused, 1);
+        nng_msleep(20);
+        send_next(s);
+        return;
+    }
+    uint64_t lat = now_ns() - s->sent_ns;
+    uint64_t i = atomic_fetch_add(&latency_count, 1);
+    if (i < latency_cap)
+        latencies[i] = lat;
+    atomic_fetch_add(&batches_ok, 1);
+    if (s->step >= 1 && s->step <= the_plan.count)
+        atomic_fetch_add(&samples_ok, the_plan.chunks[s->step - 1].samples);
+    s->step++;
+    if (s->step > the_plan.count + 1) {
+        char id[33];
+        vp_run_id_hex(s->run_id, id);
+        printf("run %s %llu\n", id, (unsigned long long)the_plan.samples);
+        if (++s->run >= runs_per_agent) {
+            finish_agent();
+            return;
+        }
+        new_run(s);
+    }
+    send_next(s);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int spool_limit(const char *dir)
+{
+    char path[4096], err[256];
+    snprintf(path, sizeof(path), "%s/limit.sqlite", dir);
+    unlink(path);
+    vp_spool *sp = NULL;
+    if (vp_spool_open(path, UINT64_MAX, &sp, err, sizeof(err)) != VP_OK) {
+        fprintf(stderr, "loadgen: %s\n", err);
+        return 1;
+    }
+    /* Encode first (the agents' work), then time decode + insert alone. */
+    size_t n = the_plan.count * (size_t)runs_per_agent;
+    uint8_t **msgs = calloc(n, sizeof(*msgs));
+    size_t *lens = calloc(n, sizeof(*lens));
+    sim s = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (i % the_plan.count == 0)
+            new_run(&s);
+        chunk *c = &the_plan.chunks[i % the_plan.count];
+        vp_batch_encode(VP_BATCH_DATA, s.run_id, 1 + i % the_plan.count, c->samples, "", c->raw,
+                        c->len, &msgs[i], &lens[i]);
+    }
+    uint64_t t0 = now_ns(), samples = 0;
+    for (size_t i = 0; i < n; i++) {
+        vp_batch_view v;
+        uint8_t *raw = NULL;
+        int dup = 0;
+        if (vp_batch_decode(msgs[i], lens[i], &v, err, sizeof(err)) != VP_OK ||
+            vp_batch_payload(&v, &raw, err, sizeof(err)) != VP_OK ||
+            vp_spool_put(sp, v.run_id, v.seq, v.kind, msgs[i], lens[i], &dup) != VP_OK) {
+            fprintf(stderr, "loadgen: limit run failed at batch %zu\n", i);
+            return 1;
+        }
+        vp_free(raw);
+        samples += v.samples;
+    }
+    double secs = (double)(now_ns() - t0) / 1e9;
+    printf("limit batches %zu samples %llu seconds %.3f samples_per_s %.0f\n", n,
+           (unsigned long long)samples, secs, (double)samples / secs);
+    vp_spool_close(sp);
+    for (size_t i = 0; i < n; i++)
+        vp_free(msgs[i]);
+    free(msgs);
+    free(lens);
+    return 0;
+}
+
+static const char *arg_value(int argc, char **argv, const char *name, const char *def)
+{
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return argv[i + 1];
+    return def;
+}
+
+int main(int argc, char **argv)
+{
+    const char *relay = arg_value(argc, argv, "--relay", NULL);
+    const char *profile = arg_value(argc, argv, "--profile", NULL);
+    const char *limit_dir = arg_value(argc, argv, "--spool-limit", NULL);
+    int agents = atoi(arg_value(argc, argv, "--agents", "10"));
+    runs_per_agent = atoi(arg_value(argc, argv, "--runs", "1"));
+    token = arg_value(argc, argv, "--token", "");
+    rate_limit = atof(arg_value(argc, argv, "--rate", "0"));
+    if (!profile || (!relay && !limit_dir) || agents < 1 || agents > 10000 || runs_per_agent < 1) {
+        fprintf(stderr, "usage: vmpv-loadgen --relay URL --profile FILE [--agents N] [--runs R] "
+                        "[--token T] [--rate SAMPLES_PER_S] | --spool-limit DIR --profile FILE\n");
+        return 2;
+    }
+    char err[256];
+    if (load_plan(profile, err, sizeof(err)) != 0) {
+        fprintf(stderr, "loadgen: %s\n", err);
+        return 1;
+    }
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    if (limit_dir)
+        return spool_limit(limit_dir);
+
+    latency_cap = (uint64_t)agents * (uint64_t)runs_per_agent * (the_plan.count + 2);
+    latencies = calloc(latency_cap, sizeof(*latencies));
+    nng_socket sock;
+    int rv = nng_req0_open(&sock);
+    if (rv == 0) {
+        nng_socket_set_ms(sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+        nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, 30000);
+        rv = nng_dial(sock, relay, NULL, 0);
+    }
+    if (rv != 0) {
+        fprintf(stderr, "loadgen: cannot reach %s: %s\n", relay, nng_strerror(rv));
+        return 1;
+    }
+    /* One connection per simulated agent, as a fleet would have: each
+     * agent gets its own socket so the relay sees N pipes. */
+    sim *sims = calloc((size_t)agents, sizeof(*sims));
+    nng_socket *socks = calloc((size_t)agents, sizeof(*socks));
+    for (int i = 0; i < agents; i++) {
+        if ((rv = nng_req0_open(&socks[i])) != 0 ||
+            (nng_socket_set_ms(socks[i], NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE), 0) ||
+            (rv = nng_dial(socks[i], relay, NULL, 0)) != 0 ||
+            (rv = nng_ctx_open(&sims[i].ctx, socks[i])) != 0 ||
+            (rv = nng_aio_alloc(&sims[i].aio, on_aio, &sims[i])) != 0) {
+            fprintf(stderr, "loadgen: agent %d: %s\n", i, nng_strerror(rv));
+            return 1;
+        }
+        nng_aio_set_timeout(sims[i].aio, 30000);
+        sims[i].agent = i;
+        new_run(&sims[i]);
+    }
+    nng_close(sock);
+    atomic_store(&agents_left, agents);
+    start_ns = now_ns();
+    for (int i = 0; i < agents; i++)
+        send_next(&sims[i]);
+    pthread_mutex_lock(&done_mu);
+    while (atomic_load(&agents_left) > 0)
+        pthread_cond_wait(&done_cv, &done_mu);
+    pthread_mutex_unlock(&done_mu);
+    double secs = (double)(now_ns() - start_ns) / 1e9;
+    uint64_t n = atomic_load(&latency_count);
+    if (n > latency_cap)
+        n = latency_cap;
+    qsort(latencies, n, sizeof(*latencies), cmp_u64);
+    double p50 = n ? (double)latencies[n / 2] / 1e6 : 0;
+    double p99 = n ? (double)latencies[(n * 99) / 100] / 1e6 : 0;
+    printf("agents %d runs %d batches %llu refused %llu samples %llu seconds %.3f samples_per_s %.0f "
+           "ack_p50_ms %.2f ack_p99_ms %.2f\n",
+           agents, agents * runs_per_agent, (unsigned long long)atomic_load(&batches_ok),
+           (unsigned long long)atomic_load(&batches_refused),
+           (unsigned long long)atomic_load(&samples_ok), secs,
+           (double)atomic_load(&samples_ok) / secs, p50, p99);
+    for (int i = 0; i < agents; i++) {
+        nng_aio_free(sims[i].aio);
+        nng_close(socks[i]);
+    }
+    free(sims);
+    free(socks);
+    free(latencies);
+    return 0;
+}
