@@ -19,6 +19,7 @@ struct vp_opshttp {
     h2o_accept_ctx_t accept_ctx;
     uv_tcp_t listener;
     int listening;
+    unsigned open_conns;
     vp_metric *metrics;
     size_t count;
     vp_opshttp_refresh_cb refresh;
@@ -60,8 +61,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     return 0;
 }
 
+static vp_opshttp *the_endpoint; /* for on_conn_close: one endpoint per process */
+
 static void on_conn_close(uv_handle_t *handle)
 {
+    if (the_endpoint)
+        the_endpoint->open_conns--;
     vp_free(handle);
 }
 
@@ -74,6 +79,7 @@ static void on_accept(uv_stream_t *listener, int status)
     if (!conn)
         return; /* the peer retries; metrics are not worth more */
     uv_tcp_init(listener->loop, conn);
+    h->open_conns++;
     if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
         uv_close((uv_handle_t *)conn, on_conn_close);
         return;
@@ -106,6 +112,7 @@ int vp_opshttp_start(uv_loop_t *loop, const char *listen, vp_metric *metrics, si
         snprintf(err, errlen, "out of memory");
         return VP_ENOMEM;
     }
+    the_endpoint = h;
     h->metrics = metrics;
     h->count = count;
     h->refresh = refresh;
@@ -158,11 +165,18 @@ void vp_opshttp_close(vp_opshttp *h)
     }
 }
 
-void vp_opshttp_free(vp_opshttp *h)
+void vp_opshttp_free(vp_opshttp *h, uv_loop_t *loop)
 {
     if (!h)
         return;
-    /* h2o's context keeps timers on the loop; both go with the loop. */
+    if (h->open_conns) {
+        /* h2o 2.2 cannot dispose a context while a connection is open: leave
+         * it (reachable through the_endpoint) to the process exit. */
+        return;
+    }
+    h2o_context_dispose(&h->ctx);
+    uv_run(loop, UV_RUN_NOWAIT); /* let the context's timers finish closing */
     h2o_config_dispose(&h->config);
+    the_endpoint = NULL;
     vp_free(h);
 }

@@ -26,10 +26,12 @@ int vp_opshttp_start(uv_loop_t *loop, const char *listen, vp_metric *metrics, si
                      vp_opshttp_refresh_cb refresh, void *refresh_arg, vp_opshttp **out,
                      char *url, size_t url_cap, char *err, size_t errlen);
 
-/* vp_opshttp_close stops listening; open connections end with the loop. */
+/* vp_opshttp_close stops listening. h2o keeps timers on the loop, so a loop
+ * with an endpoint never runs out of work: stop it with uv_stop. */
 void vp_opshttp_close(vp_opshttp *h);
 
-/* vp_opshttp_free releases what is left after the loop has stopped. */
-void vp_opshttp_free(vp_opshttp *h);
+/* vp_opshttp_free releases what is left after the loop has stopped
+ * (running the loop once more to finish h2o's own closes). */
+void vp_opshttp_free(vp_opshttp *h, uv_loop_t *loop);
 
 #endif

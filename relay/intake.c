@@ -342,6 +342,11 @@ fail:
     return NULL;
 }
 
+int vpr_intake_idle(const vpr_intake *in)
+{
+    return !in->commit_busy && !in->waiting;
+}
+
 void vpr_intake_stop(vpr_intake *in)
 {
     pthread_mutex_lock(&in->mu);

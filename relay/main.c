@@ -76,6 +76,15 @@ static void on_reload(uv_signal_t *sig, int signum)
     vp_info("SIGHUP: reloaded the token and log level (listen, server, data and limits need a restart)");
 }
 
+static void on_stop_check(uv_timer_t *t)
+{
+    vpr_relay *r = t->data;
+    if (!vpr_intake_idle(r->intake))
+        return;
+    uv_close((uv_handle_t *)t, NULL);
+    uv_stop(r->loop);
+}
+
 static void on_signal(uv_signal_t *sig, int signum)
 {
     vpr_relay *r = sig->data;
@@ -87,6 +96,9 @@ static void on_signal(uv_signal_t *sig, int signum)
     uv_close((uv_handle_t *)&r->sighup, NULL);
     if (r->ops)
         vp_opshttp_close(r->ops);
+    /* Commits in flight still answer their agents; then the loop stops
+     * (it would not stop by itself while h2o's timers are on it). */
+    uv_timer_start(&r->stop_check, on_stop_check, 0, 10);
 }
 
 int main(int argc, char **argv)
@@ -151,6 +163,8 @@ int main(int argc, char **argv)
     r.sigterm.data = r.sigint.data = &r;
     uv_signal_start(&r.sigterm, on_signal, SIGTERM);
     uv_signal_start(&r.sigint, on_signal, SIGINT);
+    uv_timer_init(r.loop, &r.stop_check);
+    r.stop_check.data = &r;
     uv_signal_init(r.loop, &r.sighup);
     r.sighup.data = &r;
     uv_signal_start(&r.sighup, on_reload, SIGHUP);
@@ -173,7 +187,7 @@ int main(int argc, char **argv)
     exit_code = 0;
 fail_intake:
     vpr_intake_free(r.intake);
-    vp_opshttp_free(r.ops);
+    vp_opshttp_free(r.ops, r.loop);
 fail_forwarder:
     vpr_forwarder_free(r.forwarder, exit_code == 0 ? drain_ms : 0);
 fail_spool:

@@ -22,6 +22,7 @@ typedef struct vpr_forwarder vpr_forwarder;
 typedef struct vpr_relay {
     uv_loop_t *loop;
     uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t stop_check;
     const char *token;     /* what agents must present; SIGHUP may change it */
     vp_spool *spool;       /* intake's connection, used from the thread pool */
     vpr_intake *intake;
@@ -55,6 +56,8 @@ vpr_intake *vpr_intake_start(vpr_relay *r, const char *url, const char *tls_cert
 /* Stops receiving; requests being written to the spool still finish. */
 void vpr_intake_stop(vpr_intake *in);
 void vpr_intake_free(vpr_intake *in);
+/* Non-zero when no batch is waiting for or inside a spool commit. */
+int vpr_intake_idle(const vpr_intake *in);
 
 /* forward.c: a thread that moves spooled batches to the server. */
 vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_url,

@@ -27,7 +27,7 @@ READY_TIMEOUT = 20.0
 
 def binary(name: str) -> Path:
     sub = name.split("-", 1)[1]
-    path = BUILD / sub / name
+    path = BUILD / ("bench" if sub == "loadgen" else sub) / name
     if not path.exists():
         pytest.fail(f"{path} is not built (run the README's test command)")
     return path

@@ -82,3 +82,37 @@ def test_two_relays_an_agent_fails_over(tmp_path: Path) -> None:
     finally:
         for d in (agent, *relays, server):
             assert d.stop() == 0, d.log()[-2000:]
+
+
+def test_200_agents_at_once_every_sample_arrives(tmp_path: Path) -> None:
+    """200 simulated agents (real nng connections, real batches cut from a
+    generated profile with a known sample count) send one run each."""
+    import sys
+    from harness import ROOT, binary, http_json
+    samples_per_run = 3000
+    profile = tmp_path / "synthetic.dat"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "make_profile.py"), str(profile),
+                    "--samples", str(samples_per_run)], check=True)
+    server = start_server(tmp_path)
+    relay = start_daemon("vmpv-relay", ["--listen", "tcp://127.0.0.1:0", "--server", server.address,
+                                        "--data", str(tmp_path / "relay"), "--metrics-listen", "127.0.0.1:0"],
+                         tmp_path / "relay-run")
+    try:
+        out = subprocess.run([str(binary("vmpv-loadgen")), "--relay", relay.address, "--profile", str(profile),
+                              "--agents", "200", "--runs", "1"], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        sent = {line.split()[1]: int(line.split()[2]) for line in out.stdout.splitlines() if line.startswith("run ")}
+        assert len(sent) == 200 and set(sent.values()) == {samples_per_run}
+        for run_id in sent:
+            run = wait_for_run(server.address, run_id, timeout=120)
+            assert run["status"] == "complete"
+            assert run["samples"] == samples_per_run
+        metrics_url = next(l.split("metrics on ")[1].strip() for l in relay.log().splitlines() if "metrics on " in l)
+        status, text = http_json(metrics_url)
+        assert status == 200
+        values = {l.rsplit(" ", 1)[0]: float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l and l[0] != "#"}
+        assert values["vmpv_relay_samples_total"] == 200 * samples_per_run
+        assert values["vmpv_relay_duplicates_total"] == 0
+    finally:
+        for d in (relay, server):
+            assert d.stop() == 0, d.log()[-2000:]
