@@ -245,6 +245,11 @@ static void after_work_cb(uv_work_t *w, int status)
 /* new_job makes a job bound to req, or answers 503/500 itself (NULL). */
 static job *new_job(vps_http *h, h2o_req_t *req, job_kind kind)
 {
+    if (h->stopping) {
+        /* The store closes once the jobs in flight are done; no new ones. */
+        send_error(req, 503, "shutting down");
+        return NULL;
+    }
     if (h->jobs >= VP_MAX_SERVER_JOBS) {
         VPS_COUNT(VPS_M_BUSY);
         send_error(req, 503, "busy: %u requests in flight, retry later", h->jobs);

@@ -97,6 +97,14 @@ int main(int argc, char **argv)
     json_object_seed(0);
     signal(SIGPIPE, SIG_IGN);
 
+    /* Check the address before the store creates any directory. */
+    char host[256];
+    uint16_t want_port;
+    if (vp_net_split_hostport(vp_config_get(&cfg, "listen"), host, sizeof(host), &want_port) !=
+        VP_OK) {
+        vp_error("--listen must be HOST:PORT, not '%s'", vp_config_get(&cfg, "listen"));
+        goto fail;
+    }
     const char *data = vp_config_get(&cfg, "data");
     unsigned nconn = pool_threads();
     if ((rc = vps_store_open(data, nconn, &store, err, sizeof(err))) != VP_OK) {
