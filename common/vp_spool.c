@@ -15,7 +15,7 @@ struct vp_spool {
     pthread_mutex_t mu;
     uint64_t max_bytes;
     uint64_t bytes; /* this connection's view; refreshed before each put */
-    sqlite3_stmt *put, *seen, *bytes_q, *runs, *peek, *del, *mark;
+    sqlite3_stmt *put, *seen, *bytes_q, *runs, *peek, *del, *mark, *info_get, *info_put;
 };
 
 static const char schema[] =
@@ -26,7 +26,10 @@ static const char schema[] =
     " body BLOB NOT NULL, received INTEGER NOT NULL DEFAULT (unixepoch()),"
     " PRIMARY KEY(run_id, seq)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS forwarded("
-    " run_id BLOB PRIMARY KEY, next_seq INTEGER NOT NULL) WITHOUT ROWID;";
+    " run_id BLOB PRIMARY KEY, next_seq INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS run_info("
+    " run_id BLOB PRIMARY KEY, version INTEGER, mode INTEGER, period_us INTEGER,"
+    " first_t_ns INTEGER, seen INTEGER NOT NULL DEFAULT (unixepoch())) WITHOUT ROWID;";
 
 static int prepare(vp_spool *s, const char *sql, sqlite3_stmt **st)
 {
@@ -57,7 +60,10 @@ int vp_spool_open(const char *path, uint64_t max_bytes, vp_spool **out, char *er
         prepare(s, "SELECT seq, kind, body FROM batches WHERE run_id=? ORDER BY seq LIMIT ?", &s->peek) ||
         prepare(s, "DELETE FROM batches WHERE run_id=? AND seq=?", &s->del) ||
         prepare(s, "INSERT INTO forwarded(run_id, next_seq) VALUES(?,?) ON CONFLICT(run_id)"
-                   " DO UPDATE SET next_seq=max(next_seq, excluded.next_seq)", &s->mark))
+                   " DO UPDATE SET next_seq=max(next_seq, excluded.next_seq)", &s->mark) ||
+        prepare(s, "SELECT version, mode, period_us, first_t_ns FROM run_info WHERE run_id=?", &s->info_get) ||
+        prepare(s, "INSERT OR REPLACE INTO run_info(run_id, version, mode, period_us, first_t_ns)"
+                   " VALUES(?,?,?,?,?)", &s->info_put))
         goto fail;
     if (sqlite3_step(s->bytes_q) == SQLITE_ROW)
         s->bytes = (uint64_t)sqlite3_column_int64(s->bytes_q, 0);
@@ -111,11 +117,40 @@ static void put_locked(vp_spool *s, vp_spool_put_req *q)
         vp_error("spool insert failed: %s", sqlite3_errmsg(s->db));
         return;
     }
-    if (sqlite3_changes(s->db) == 0)
+    if (sqlite3_changes(s->db) == 0) {
         q->duplicate = 1;
-    else
+    } else {
         s->bytes += q->len;
+        if (q->info) {
+            sqlite3_bind_blob(s->info_put, 1, q->run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+            sqlite3_bind_int(s->info_put, 2, q->info->version);
+            sqlite3_bind_int(s->info_put, 3, q->info->mode);
+            sqlite3_bind_int64(s->info_put, 4, (sqlite3_int64)q->info->period_us);
+            sqlite3_bind_int64(s->info_put, 5, q->info->first_t_ns);
+            step = sqlite3_step(s->info_put);
+            sqlite3_reset(s->info_put);
+            if (step != SQLITE_DONE)
+                return;
+        }
+    }
     q->result = VP_OK;
+}
+
+int vp_spool_get_info(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], vp_spool_run_info *out)
+{
+    pthread_mutex_lock(&s->mu);
+    sqlite3_bind_blob(s->info_get, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+    int step = sqlite3_step(s->info_get);
+    int rc = step == SQLITE_ROW ? VP_OK : step == SQLITE_DONE ? VP_ENOTFOUND : VP_EIO;
+    if (rc == VP_OK) {
+        out->version = (uint16_t)sqlite3_column_int(s->info_get, 0);
+        out->mode = (uint8_t)sqlite3_column_int(s->info_get, 1);
+        out->period_us = (uint64_t)sqlite3_column_int64(s->info_get, 2);
+        out->first_t_ns = sqlite3_column_int64(s->info_get, 3);
+    }
+    sqlite3_reset(s->info_get);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
 }
 
 int vp_spool_put_many(vp_spool *s, vp_spool_put_req *reqs, size_t n)
@@ -233,7 +268,8 @@ void vp_spool_close(vp_spool *s)
 {
     if (!s)
         return;
-    sqlite3_stmt *all[] = {s->put, s->seen, s->bytes_q, s->runs, s->peek, s->del, s->mark};
+    sqlite3_stmt *all[] = {s->put,  s->seen, s->bytes_q,  s->runs,    s->peek,
+                           s->del, s->mark, s->info_get, s->info_put};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
     if (s->db)

@@ -38,8 +38,22 @@ int vp_spool_open(const char *path, uint64_t max_bytes, vp_spool **out, char *er
 int vp_spool_put(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq, uint8_t kind,
                  const uint8_t *body, size_t len, int *duplicate);
 
+/* What the relay must remember of a run to read its later batches on its
+ * own: the HEADER's layout and where the sample clock started. */
+typedef struct vp_spool_run_info {
+    uint16_t version;
+    uint8_t mode;
+    uint64_t period_us;
+    int64_t first_t_ns;
+} vp_spool_run_info;
+
+/* vp_spool_get_info reads what vp_spool_put_many stored for a run;
+ * VP_ENOTFOUND if nothing. */
+int vp_spool_get_info(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], vp_spool_run_info *out);
+
 /* One batch of a group commit: the inputs, and where its outcome goes. */
 typedef struct vp_spool_put_req {
+    const vp_spool_run_info *info; /* stored with the batch if not NULL */
     const uint8_t *run_id;
     uint64_t seq;
     uint8_t kind;

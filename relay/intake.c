@@ -37,7 +37,7 @@ typedef struct intake_ctx {
     char reason[VP_MAX_REASON_LEN + 1];
     struct intake_ctx *next_ready;
     struct intake_ctx *next_commit;
-    vp_spool_put_req put;
+    vpr_thin_out thin;
     uint8_t *body;
 } intake_ctx;
 
@@ -120,22 +120,27 @@ static void commit_work(uv_work_t *w)
     size_t n = 0;
     for (intake_ctx *c = in->committing; c; c = c->next_commit) {
         uint8_t *raw = NULL;
-        char why[128];
+        char why[256];
         c->body = NULL;
         if (vp_batch_payload(&c->batch, &raw, why, sizeof(why)) != VP_OK) {
             c->status = VP_ACK_MALFORMED;
             snprintf(c->reason, sizeof(c->reason), "%s", why);
             continue;
         }
+        int rc = vpr_thin_batch(in->relay->spool, &c->batch, raw, in->relay->decimate,
+                                in->relay->decimate_after, &c->thin,
+                                why, sizeof(why));
         vp_free(raw);
-        size_t body_len = 0;
-        if (vp_batch_retoken(&c->batch, NULL, &c->body, &body_len) != VP_OK) {
-            c->status = VP_ACK_BUSY;
-            snprintf(c->reason, sizeof(c->reason), "relay out of memory");
+        if (rc != VP_OK) {
+            c->status = rc == VP_ECORRUPT ? VP_ACK_MALFORMED : VP_ACK_BUSY;
+            snprintf(c->reason, sizeof(c->reason), "%s", rc == VP_ECORRUPT ? why : "relay out of memory");
             continue;
         }
+        c->body = c->thin.body;
         reqs[n] = (vp_spool_put_req){.run_id = c->batch.run_id, .seq = c->batch.seq,
-                                     .kind = c->batch.kind, .body = c->body, .len = body_len};
+                                     .kind = c->batch.kind, .body = c->body,
+                                     .len = c->thin.body_len,
+                                     .info = c->thin.has_info ? &c->thin.info : NULL};
         who[n++] = c;
     }
     if (n)
@@ -172,6 +177,7 @@ static void commit_done(uv_work_t *w, int status)
         case VP_ACK_STORED:
             vp_metric_add(&vpr_metrics[VPR_M_BATCHES_IN], 1);
             vp_metric_add(&vpr_metrics[VPR_M_SAMPLES_IN], c->batch.samples);
+            vp_metric_add(&vpr_metrics[VPR_M_THINNED], c->thin.removed);
             stored = 1;
             break;
         case VP_ACK_DUPLICATE:

@@ -29,6 +29,8 @@ static const vp_option options[] = {
     {"contexts", "N", "32", "batches received concurrently"},
     {"drain-ms", "MS", "5000", "on SIGTERM, how long to keep forwarding before exiting"},
     {"metrics-listen", "HOST:PORT", "", "serve /healthz and /metrics here (empty: off)"},
+    {"decimate", "on|off", "on", "thin long profiles to the seed's recommended rates"},
+    {"decimate-after", "SECONDS", "3600", "profiles younger than this keep their full rate"},
     {"log-level", "LEVEL", "info", "debug, info, warn or error"},
 };
 
@@ -49,6 +51,7 @@ vp_metric vpr_metrics[VPR_M_COUNT] = {
     [VPR_M_FORWARD_DROPPED] = {"vmpv_relay_forward_dropped_total", "batches the server refused for good", 0, 0},
     [VPR_M_AGENTS] = {"vmpv_relay_agents_connected", "agent connections open now", 1, 0},
     [VPR_M_SPOOL_BYTES] = {"vmpv_relay_spool_bytes", "batch bytes in the spool, not yet forwarded", 1, 0},
+    [VPR_M_THINNED] = {"vmpv_relay_decimated_samples_total", "samples removed by decimation", 0, 0},
 };
 
 /* SIGHUP: re-read --config and the flags; the agents' token and the log
@@ -138,6 +141,18 @@ int main(int argc, char **argv)
     char spool_path[4096];
     snprintf(spool_path, sizeof(spool_path), "%s/spool.sqlite", data);
     r.token = vp_config_get(&cfg, "token");
+    const char *decimate = vp_config_get(&cfg, "decimate");
+    if (strcmp(decimate, "on") != 0 && strcmp(decimate, "off") != 0) {
+        fprintf(stderr, "vmpv-relay: --decimate must be on or off\n");
+        goto fail_cfg;
+    }
+    r.decimate = strcmp(decimate, "on") == 0;
+    uint64_t after = 0;
+    if (vp_config_get_u64(&cfg, "decimate-after", 0, 10u * 365 * 86400, &after, err, sizeof(err))) {
+        fprintf(stderr, "vmpv-relay: %s\n", err);
+        goto fail_cfg;
+    }
+    r.decimate_after = (double)after;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (vp_spool_open(spool_path, max_spool, &r.spool, err, sizeof(err)) != VP_OK) {
         fprintf(stderr, "vmpv-relay: %s\n", err);

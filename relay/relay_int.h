@@ -29,6 +29,8 @@ typedef struct vpr_relay {
     vpr_forwarder *forwarder;
     struct vp_opshttp *ops; /* /healthz and /metrics, if configured */
     int stopping;
+    int decimate;          /* thin long profiles to the seed's rates */
+    double decimate_after; /* ... once they are this old (seconds) */
 } vpr_relay;
 
 enum {
@@ -43,6 +45,7 @@ enum {
     VPR_M_FORWARD_DROPPED,
     VPR_M_AGENTS,
     VPR_M_SPOOL_BYTES,
+    VPR_M_THINNED,
     VPR_M_COUNT
 };
 extern vp_metric vpr_metrics[VPR_M_COUNT];
@@ -58,6 +61,22 @@ void vpr_intake_stop(vpr_intake *in);
 void vpr_intake_free(vpr_intake *in);
 /* Non-zero when no batch is waiting for or inside a spool commit. */
 int vpr_intake_idle(const vpr_intake *in);
+
+/* thin.c: what one batch becomes on its way into the spool. */
+typedef struct vpr_thin_out {
+    uint8_t *body;          /* the batch to store, without token; caller frees */
+    size_t body_len;
+    vp_spool_run_info info; /* set when the batch carries the run's header */
+    int has_info;
+    uint64_t removed;       /* samples thinned out */
+} vpr_thin_out;
+
+/* vpr_thin_batch checks a DATA batch's records and sample count against
+ * its header and, if `enabled`, decimates it to the seed's rate for the
+ * profile's age. Thread pool only (reads the spool). Returns VP_OK, or
+ * VP_ECORRUPT with a reason (the batch is malformed), or VP_ENOMEM. */
+int vpr_thin_batch(vp_spool *spool, const vp_batch_view *v, const uint8_t *raw, int enabled,
+                   double after_s, vpr_thin_out *out, char *why, size_t whylen);
 
 /* forward.c: a thread that moves spooled batches to the server. */
 vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_url,
