@@ -29,6 +29,8 @@ typedef struct vpa_agent {
     uv_loop_t *loop;
     uv_pipe_t listener;
     uv_signal_t sigterm, sigint;
+    uv_timer_t stop_check;
+    struct vp_opshttp *ops;  /* /healthz and /metrics, if configured */
     const char *token;
     uint64_t max_buffer_bytes;
     uint64_t poll_ms;

@@ -16,6 +16,7 @@
 #include "vp_err.h"
 #include "vp_log.h"
 #include "vp_net.h"
+#include "vp_opshttp.h"
 #include "vp_version.h"
 
 static const vp_option options[] = {
@@ -29,6 +30,7 @@ static const vp_option options[] = {
     {"max-buffer-bytes", "N", "268435456", "batch bytes held for the relay before new runs are refused"},
     {"poll-ms", "MS", "20", "how often a growing profile file is read"},
     {"drain-ms", "MS", "5000", "on SIGTERM, how long to wait for the relay to take what is buffered"},
+    {"metrics-listen", "HOST:PORT", "", "serve /healthz and /metrics here (empty: off)"},
     {"log-level", "LEVEL", "info", "debug, info, warn or error"},
 };
 
@@ -47,6 +49,17 @@ static void recover_run(void *ctx, json_t *state)
     vpa_session_recover(ctx, state);
 }
 
+/* Sessions finish their disk operation in flight, then the loop stops (it
+ * would not by itself while h2o's timers are on it). */
+static void on_stop_check(uv_timer_t *t)
+{
+    vpa_agent *a = t->data;
+    if (a->session_count)
+        return;
+    uv_close((uv_handle_t *)t, NULL);
+    uv_stop(a->loop);
+}
+
 static void on_signal(uv_signal_t *sig, int signum)
 {
     vpa_agent *a = sig->data;
@@ -55,7 +68,10 @@ static void on_signal(uv_signal_t *sig, int signum)
     uv_close((uv_handle_t *)&a->listener, NULL);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sigint, NULL);
+    if (a->ops)
+        vp_opshttp_close(a->ops);
     vpa_session_close_all(a);
+    uv_timer_start(&a->stop_check, on_stop_check, 0, 10);
 }
 
 int main(int argc, char **argv)
@@ -138,12 +154,29 @@ int main(int argc, char **argv)
     a.sigterm.data = a.sigint.data = &a;
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
     uv_signal_start(&a.sigint, on_signal, SIGINT);
+    uv_timer_init(a.loop, &a.stop_check);
+    a.stop_check.data = &a;
+    const char *ops = vp_config_get(&cfg, "metrics-listen");
+    if (ops && *ops) {
+        char ops_url[300];
+        if (vp_opshttp_start(a.loop, ops, vpa_metrics, VPA_M_COUNT, NULL, NULL, &a.ops, ops_url,
+                             sizeof(ops_url), err, sizeof(err)) != VP_OK) {
+            fprintf(stderr, "vmpv-agent: %s\n", err);
+            on_signal(&a.sigterm, SIGTERM);
+            uv_run(a.loop, UV_RUN_DEFAULT);
+            vp_opshttp_free(a.ops, a.loop);
+            unlink(path);
+            goto fail_sender;
+        }
+        vp_info("metrics on %s/metrics", ops_url);
+    }
     vp_info("sending to %s", vp_config_get(&cfg, "relay"));
     char what[4200];
     snprintf(what, sizeof(what), "unix:%s", path);
     vp_net_ready("vmpv-agent", what);
 
     uv_run(a.loop, UV_RUN_DEFAULT);
+    vp_opshttp_free(a.ops, a.loop);
     unlink(path);
     exit_code = 0;
 fail_sender:

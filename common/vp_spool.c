@@ -256,6 +256,83 @@ done:
     return rc;
 }
 
+int vp_spool_largest_run(vp_spool *s, uint8_t run_id[VP_RUN_ID_LEN], uint64_t *bytes)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = VP_EIO;
+    pthread_mutex_lock(&s->mu);
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT run_id, sum(length(body)) FROM batches WHERE kind=2"
+                           " GROUP BY run_id ORDER BY 2 DESC LIMIT 1", -1, &st, NULL) != SQLITE_OK)
+        goto done;
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE) {
+        rc = VP_ENOTFOUND;
+    } else if (step == SQLITE_ROW && sqlite3_column_bytes(st, 0) == VP_RUN_ID_LEN) {
+        memcpy(run_id, sqlite3_column_blob(st, 0), VP_RUN_ID_LEN);
+        *bytes = (uint64_t)sqlite3_column_int64(st, 1);
+        rc = VP_OK;
+    }
+done:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int64_t vp_spool_rewrite_data(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN],
+                              vp_spool_rewrite_fn fn, void *ctx)
+{
+    sqlite3_stmt *sel = NULL, *upd = NULL;
+    int64_t freed = 0;
+    int ok = 0;
+    pthread_mutex_lock(&s->mu);
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        goto out;
+    if (sqlite3_prepare_v2(s->db, "SELECT seq, body FROM batches WHERE run_id=? AND kind=2 ORDER BY seq",
+                           -1, &sel, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "UPDATE batches SET body=? WHERE run_id=? AND seq=?", -1, &upd,
+                           NULL) != SQLITE_OK)
+        goto rollback;
+    sqlite3_bind_blob(sel, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+    int step;
+    while ((step = sqlite3_step(sel)) == SQLITE_ROW) {
+        uint64_t seq = (uint64_t)sqlite3_column_int64(sel, 0);
+        const uint8_t *body = sqlite3_column_blob(sel, 1);
+        size_t len = (size_t)sqlite3_column_bytes(sel, 1);
+        uint8_t *nb = NULL;
+        size_t nlen = 0;
+        if (fn(ctx, seq, body, len, &nb, &nlen) != VP_OK || !nb)
+            continue;
+        if (nlen < len) {
+            sqlite3_bind_blob(upd, 1, nb, (int)nlen, SQLITE_STATIC);
+            sqlite3_bind_blob(upd, 2, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+            sqlite3_bind_int64(upd, 3, (sqlite3_int64)seq);
+            int u = sqlite3_step(upd);
+            sqlite3_reset(upd);
+            if (u == SQLITE_DONE)
+                freed += (int64_t)(len - nlen);
+        }
+        vp_free(nb);
+    }
+    if (step != SQLITE_DONE)
+        goto rollback;
+    sqlite3_finalize(sel);
+    sqlite3_finalize(upd);
+    sel = upd = NULL;
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) {
+        ok = 1;
+        s->bytes = s->bytes > (uint64_t)freed ? s->bytes - (uint64_t)freed : 0;
+        goto out;
+    }
+rollback:
+    sqlite3_finalize(sel);
+    sqlite3_finalize(upd);
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+out:
+    pthread_mutex_unlock(&s->mu);
+    return ok ? freed : VP_EIO;
+}
+
 uint64_t vp_spool_bytes(vp_spool *s)
 {
     pthread_mutex_lock(&s->mu);

@@ -84,6 +84,20 @@ void vp_spool_items_free(vp_spool_item *items, size_t count);
  * were forwarded, so a late resend is recognised as a duplicate. */
 int vp_spool_done(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq);
 
+/* vp_spool_largest_run finds the run whose DATA batches take the most room
+ * in the spool (VP_ENOTFOUND if none). */
+int vp_spool_largest_run(vp_spool *s, uint8_t run_id[VP_RUN_ID_LEN], uint64_t *bytes);
+
+/* vp_spool_rewrite_data calls fn for each stored DATA batch of a run, in seq
+ * order; when fn returns VP_OK with a new body (a vp_malloc'd buffer that the
+ * spool then frees), the stored body is replaced. All in one transaction.
+ * Returns the bytes freed, or a negative error. Must not run concurrently
+ * with vp_spool_put_many on the same connection (it takes the same lock). */
+typedef int (*vp_spool_rewrite_fn)(void *ctx, uint64_t seq, const uint8_t *body, size_t len,
+                                   uint8_t **new_body, size_t *new_len);
+int64_t vp_spool_rewrite_data(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN],
+                              vp_spool_rewrite_fn fn, void *ctx);
+
 /* vp_spool_bytes is the total size of the stored bodies. */
 uint64_t vp_spool_bytes(vp_spool *s);
 

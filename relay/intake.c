@@ -145,6 +145,25 @@ static void commit_work(uv_work_t *w)
     }
     if (n)
         vp_spool_put_many(in->relay->spool, reqs, n);
+    /* At the bound, thin what is spooled before refusing anything: agents
+     * would hold the data, but thinned data beats data that waits. */
+    for (int round = 0; round < 8; round++) {
+        vp_spool_put_req again[VP_MAX_RELAY_PENDING];
+        size_t idx[VP_MAX_RELAY_PENDING], m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (reqs[i].result == VP_EFULL) {
+                again[m] = reqs[i];
+                idx[m++] = i;
+            }
+        }
+        uint64_t removed = 0;
+        if (m == 0 || vpr_squeeze(in->relay->spool, &removed) <= 0)
+            break;
+        vp_metric_add(&vpr_metrics[VPR_M_THINNED], removed);
+        vp_spool_put_many(in->relay->spool, again, m);
+        for (size_t j = 0; j < m; j++)
+            reqs[idx[j]] = again[j];
+    }
     for (size_t i = 0; i < n; i++) {
         intake_ctx *c = who[i];
         vp_free(c->body);

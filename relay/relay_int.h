@@ -78,6 +78,11 @@ typedef struct vpr_thin_out {
 int vpr_thin_batch(vp_spool *spool, const vp_batch_view *v, const uint8_t *raw, int enabled,
                    double after_s, vpr_thin_out *out, char *why, size_t whylen);
 
+/* vpr_squeeze makes room in a full spool by halving the samples of the
+ * run that takes the most room (thread pool only). Returns the bytes freed
+ * (0 if nothing could be thinned) and in *removed the samples removed. */
+int64_t vpr_squeeze(vp_spool *spool, uint64_t *removed);
+
 /* forward.c: a thread that moves spooled batches to the server. */
 vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_url,
                                    const char *server_token, char *err, size_t errlen);

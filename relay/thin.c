@@ -20,6 +20,7 @@
 #include "vp_batch.h"
 #include "vp_decimate.h"
 #include "vp_err.h"
+#include "vp_log.h"
 #include "vp_mem.h"
 #include "vp_vmprof.h"
 
@@ -143,4 +144,75 @@ int vpr_thin_batch(vp_spool *spool, const vp_batch_view *v, const uint8_t *raw, 
     vp_free(thin);
     out->removed = res.in_samples - res.out_samples;
     return rc;
+}
+
+/* ---- making room in a full spool ---------------------------------------- */
+
+typedef struct squeeze {
+    vp_spool_run_info info;
+    int has_info;
+    uint64_t removed;
+} squeeze;
+
+/* Halves the samples of one spooled DATA batch (same invariants as above). */
+static int squeeze_batch(void *ctx, uint64_t seq, const uint8_t *body, size_t len, uint8_t **nb,
+                         size_t *nlen)
+{
+    squeeze *sq = ctx;
+    vp_batch_view v;
+    char why[128];
+    uint8_t *raw = NULL, *thin = NULL;
+    int rc = VP_ENOTFOUND;
+    if (vp_batch_decode(body, len, &v, why, sizeof(why)) != VP_OK ||
+        vp_batch_payload(&v, &raw, why, sizeof(why)) != VP_OK)
+        return VP_ECORRUPT;
+    int fresh = starts_with_static_header(raw, v.raw_len);
+    if (!fresh && !sq->has_info)
+        goto fail; /* cannot read it without its header: leave it */
+    thin = vp_malloc((size_t)v.raw_len + 256);
+    if (!thin) {
+        rc = VP_ENOMEM;
+        goto fail;
+    }
+    vp_vmprof_reader r;
+    reader_for(&r, fresh, &sq->info);
+    vp_decimate_result res;
+    int drc = vp_decimate(&r, raw, v.raw_len, 2, seq * 0x9e3779b97f4a7c15ull, thin, &res);
+    if ((drc != VP_OK && drc != VP_EDONE) || res.out_samples == res.in_samples)
+        goto fail;
+    size_t out_len = res.out_len;
+    if (drc != VP_EDONE) {
+        char val[160];
+        snprintf(val, sizeof(val), "factor=2 reason=spool-full samples_in=%llu samples_out=%llu",
+                 (unsigned long long)res.in_samples, (unsigned long long)res.out_samples);
+        out_len += put_meta(thin + out_len, "vmpv.thinned", val);
+    }
+    rc = vp_batch_encode(VP_BATCH_DATA, v.run_id, v.seq, (uint32_t)res.out_samples, NULL, thin,
+                         out_len, nb, nlen);
+    if (rc == VP_OK)
+        sq->removed += res.in_samples - res.out_samples;
+fail:
+    vp_free(thin);
+    vp_free(raw);
+    return rc;
+}
+
+int64_t vpr_squeeze(vp_spool *spool, uint64_t *removed)
+{
+    uint8_t run[VP_RUN_ID_LEN];
+    uint64_t bytes = 0;
+    *removed = 0;
+    if (vp_spool_largest_run(spool, run, &bytes) != VP_OK)
+        return 0;
+    squeeze sq = {.has_info = 0};
+    sq.has_info = vp_spool_get_info(spool, run, &sq.info) == VP_OK;
+    int64_t freed = vp_spool_rewrite_data(spool, run, squeeze_batch, &sq);
+    *removed = sq.removed;
+    if (freed > 0) {
+        char id[33];
+        vp_run_id_hex(run, id);
+        vp_warn("spool full: thinned run %s by half (%llu samples, %lld bytes freed)", id,
+                (unsigned long long)sq.removed, (long long)freed);
+    }
+    return freed;
 }

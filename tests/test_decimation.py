@@ -73,3 +73,49 @@ def test_young_profiles_keep_their_full_rate(tmp_path: Path) -> None:
     finally:
         for d in (relay, server):
             assert d.stop() == 0, d.log()[-2000:]
+
+
+def test_full_spool_thins_before_it_refuses(tmp_path: Path) -> None:
+    """The server is away and the spool's bound is small: the relay makes room
+    by thinning the spooled profile (counted), and once the server is back
+    the whole run arrives, thinned, with its peak intact."""
+    import time
+    from harness import free_port
+    n = 200_000
+    profile = tmp_path / "long.dat"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "make_profile.py"), str(profile),
+                    "--samples", str(n), "--period-us", "5000"], check=True)
+    truth = vmprof_truth(profile)
+    port = free_port()
+    relay = start_daemon("vmpv-relay", ["--listen", "tcp://127.0.0.1:0", "--server", f"http://127.0.0.1:{port}",
+                                        "--data", str(tmp_path / "relay"), "--max-spool-bytes", str(1 << 20),
+                                        "--metrics-listen", "127.0.0.1:0"], tmp_path / "relay-run")
+    metrics_url = next(l.split("metrics on ")[1].strip() for l in relay.log().splitlines() if "metrics on " in l)
+
+    def metric(name: str) -> float:
+        _, text = http_json(metrics_url)
+        return next(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name + " "))
+
+    loadgen = subprocess.Popen([str(binary("vmpv-loadgen")), "--relay", relay.address, "--profile", str(profile),
+                                "--agents", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = None
+    try:
+        deadline = time.monotonic() + 120
+        while metric("vmpv_relay_decimated_samples_total") == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert metric("vmpv_relay_decimated_samples_total") > 0, "the relay thinned nothing"
+        server = start_daemon("vmpv-server", ["--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / "server")],
+                              tmp_path / "server-run")
+        out, err = loadgen.communicate(timeout=300)
+        assert loadgen.returncode == 0, err
+        run_id = next(l.split()[1] for l in out.splitlines() if l.startswith("run "))
+        run = wait_for_run(server.address, run_id, timeout=120)
+        assert run["status"] == "complete"
+        assert 0 < run["samples"] < n
+        assert run["peak_rss_kb"] == truth["peak_rss_kb"]
+    finally:
+        if loadgen.poll() is None:
+            loadgen.kill()
+        for d in (relay, server):
+            if d is not None:
+                assert d.stop() == 0, d.log()[-2000:]
