@@ -135,3 +135,21 @@ def test_full_buffer_refuses_new_runs_with_a_clear_error(tmp_path: Path) -> None
         assert m["vmpv_agent_buffered_bytes"] >= 64 << 10
     finally:
         assert agent.stop() == 0, agent.log()[-2000:]
+
+
+def test_agent_serves_healthz_and_metrics_over_http(tmp_path: Path) -> None:
+    from harness import http_json
+    agent = start_daemon("vmpv-agent", ["--socket", str(tmp_path / "a.sock"), "--relay", "tcp://127.0.0.1:9",
+                                        "--data", str(tmp_path / "agent"), "--metrics-listen", "127.0.0.1:0"],
+                         tmp_path / "agent-run")
+    try:
+        url = next(l.split("metrics on ")[1].strip() for l in agent.log().splitlines() if "metrics on " in l)
+        status, text = http_json(url)
+        assert status == 200
+        for name in ("vmpv_agent_sessions_active", "vmpv_agent_buffered_bytes",
+                     'vmpv_agent_refusals_total{reason="buffer_full"}', "vmpv_agent_samples_total"):
+            assert f"\n{name} " in "\n" + text, name
+        status, body = http_json(url.replace("/metrics", "/healthz"))
+        assert status == 200 and body.strip() == "ok"
+    finally:
+        assert agent.stop() == 0, agent.log()[-2000:]
