@@ -10,7 +10,7 @@
  * the acknowledgement latencies.
  *
  *   vmpv-loadgen --relay URL --profile FILE [--agents N] [--runs R] [--token T]
- *                [--rate SAMPLES_PER_S] [--spool-limit DIR]
+ *                [--rate SAMPLES_PER_S] [--skip-seq K] [--spool-limit DIR]
  *
  * --spool-limit DIR measures the physical limit instead: LZ4 decoding plus
  * the spool's SQLite insert of the same batches, on one thread, nothing else.
@@ -61,6 +61,7 @@ static plan the_plan;
 static const char *token = "";
 static int runs_per_agent = 1;
 static double rate_limit = 0; /* samples per second over all agents; 0 = as fast as acks come */
+static long long skip_seq = -1; /* a batch never sent, to make a gap (tests) */
 static atomic_int agents_left;
 static atomic_ullong batches_ok, batches_refused, samples_ok;
 static uint64_t *latencies;
@@ -240,6 +241,13 @@ static void on_aio(void *arg)
     if (s->step >= 1 && s->step <= the_plan.count)
         atomic_fetch_add(&samples_ok, the_plan.chunks[s->step - 1].samples);
     s->step++;
+    if ((long long)s->step == skip_seq && s->step >= 1 && s->step <= the_plan.count) {
+        char id[33];
+        vp_run_id_hex(s->run_id, id);
+        printf("skipped %s %llu %u\n", id, (unsigned long long)s->step,
+               the_plan.chunks[s->step - 1].samples);
+        s->step++;
+    }
     if (s->step > the_plan.count + 1) {
         char id[33];
         vp_run_id_hex(s->run_id, id);
@@ -323,6 +331,7 @@ int main(int argc, char **argv)
     runs_per_agent = atoi(arg_value(argc, argv, "--runs", "1"));
     token = arg_value(argc, argv, "--token", "");
     rate_limit = atof(arg_value(argc, argv, "--rate", "0"));
+    skip_seq = atoll(arg_value(argc, argv, "--skip-seq", "-1"));
     if (!profile || (!relay && !limit_dir) || agents < 1 || agents > 10000 || runs_per_agent < 1) {
         fprintf(stderr, "usage: vmpv-loadgen --relay URL --profile FILE [--agents N] [--runs R] "
                         "[--token T] [--rate SAMPLES_PER_S] | --spool-limit DIR --profile FILE\n");

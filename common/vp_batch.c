@@ -40,7 +40,7 @@ int vp_batch_encode(uint8_t kind, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t 
                     uint32_t samples, const char *token, const uint8_t *raw, size_t raw_len,
                     uint8_t **out, size_t *out_len)
 {
-    if (kind < VP_BATCH_OPEN || kind > VP_BATCH_CLOSE)
+    if (kind < VP_BATCH_OPEN || kind > VP_BATCH_GAP)
         return VP_EINVAL;
     size_t token_len = token ? strlen(token) : 0;
     if (raw_len > VP_MAX_BATCH_RAW || token_len > VP_MAX_TOKEN_LEN)
@@ -103,7 +103,7 @@ int vp_batch_decode(const uint8_t *msg, size_t len, vp_batch_view *v, char *err,
     b.payload_len = vp_load_u32le(msg + 36);
     b.samples = vp_load_u32le(msg + 40);
     b.token_len = vp_load_u16le(msg + 44);
-    if (b.kind < VP_BATCH_OPEN || b.kind > VP_BATCH_CLOSE)
+    if (b.kind < VP_BATCH_OPEN || b.kind > VP_BATCH_GAP)
         return refuse(err, errlen, VP_ECORRUPT, "unknown batch kind");
     if (b.flags & ~VP_BATCH_FLAG_LZ4)
         return refuse(err, errlen, VP_ECORRUPT, "unknown batch flags");

@@ -16,7 +16,7 @@
 #define VP_ACK_HEADER_LEN 40u
 #define VP_RUN_ID_LEN 16u
 
-enum { VP_BATCH_OPEN = 1, VP_BATCH_DATA = 2, VP_BATCH_CLOSE = 3 };
+enum { VP_BATCH_OPEN = 1, VP_BATCH_DATA = 2, VP_BATCH_CLOSE = 3, VP_BATCH_GAP = 4 };
 enum { VP_BATCH_FLAG_LZ4 = 0x01 };
 
 enum {

@@ -31,6 +31,15 @@
 #define BACKOFF_MAX_MS 10000
 #define IDLE_WAIT_MS 1000
 #define RESPONSE_MAX 4096
+#define GAP_SLOTS 64 /* runs waiting for a missing batch that we keep time for */
+
+/* A run whose next batch the server waits for and the spool lacks. */
+typedef struct gap_wait {
+    uint8_t run_id[VP_RUN_ID_LEN];
+    uint64_t expected;
+    uint64_t since_ms;
+    int used;
+} gap_wait;
 
 struct vpr_forwarder {
     pthread_t thread;
@@ -44,7 +53,16 @@ struct vpr_forwarder {
     char *token;
     uint64_t backoff_ms;
     unsigned rand_state;
+    uint64_t gap_wait_ms;
+    gap_wait gaps[GAP_SLOTS];
 };
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 typedef struct response {
     char body[RESPONSE_MAX];
@@ -82,6 +100,78 @@ static void wait_ms(vpr_forwarder *f, uint64_t ms)
     pthread_mutex_unlock(&f->mu);
 }
 
+/* POSTs one batch message; returns the HTTP status (0 on a transport
+ * error) with the start of the response body in resp. */
+static long send_batch(vpr_forwarder *f, const uint8_t *msg, size_t len, response *resp)
+{
+    resp->len = 0;
+    resp->body[0] = '\0';
+    curl_easy_setopt(f->curl, CURLOPT_POSTFIELDS, (const char *)msg);
+    curl_easy_setopt(f->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(f->curl, CURLOPT_WRITEDATA, resp);
+    CURLcode cc = curl_easy_perform(f->curl);
+    if (cc != CURLE_OK) {
+        snprintf(resp->body, sizeof(resp->body), "%s", curl_easy_strerror(cc));
+        return 0;
+    }
+    long code = 0;
+    curl_easy_getinfo(f->curl, CURLINFO_RESPONSE_CODE, &code);
+    return code;
+}
+
+/* The server waits for `expected` of this run, which the spool does not
+ * have. After gap_wait_ms of that, tell the server to skip to `seq`: the
+ * gap is recorded in the profile instead of blocking it forever. Returns 1
+ * if the gap was closed. */
+static int close_gap(vpr_forwarder *f, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t expected,
+                     uint64_t seq)
+{
+    uint64_t now = mono_ms();
+    gap_wait *slot = NULL, *oldest = &f->gaps[0];
+    for (int i = 0; i < GAP_SLOTS; i++) {
+        gap_wait *g = &f->gaps[i];
+        if (g->used && memcmp(g->run_id, run_id, VP_RUN_ID_LEN) == 0) {
+            slot = g;
+            break;
+        }
+        if (!g->used || g->since_ms < oldest->since_ms)
+            oldest = g;
+    }
+    if (!slot || slot->expected != expected) {
+        slot = slot ? slot : oldest;
+        memcpy(slot->run_id, run_id, VP_RUN_ID_LEN);
+        slot->expected = expected;
+        slot->since_ms = now;
+        slot->used = 1;
+        return 0;
+    }
+    if (now - slot->since_ms < f->gap_wait_ms)
+        return 0;
+    char json[128], id[33];
+    vp_run_id_hex(run_id, id);
+    snprintf(json, sizeof(json), "{\"to\":%llu,\"reason\":\"never reached the relay\"}",
+             (unsigned long long)seq);
+    uint8_t *msg = NULL;
+    size_t len = 0;
+    if (vp_batch_encode(VP_BATCH_GAP, run_id, expected, 0, f->token, (const uint8_t *)json,
+                        strlen(json), &msg, &len) != VP_OK)
+        return 0;
+    response resp;
+    long code = send_batch(f, msg, len, &resp);
+    vp_free(msg);
+    if (code != 200) {
+        vp_warn("server did not take the gap %s/%llu..%llu: %ld %s", id,
+                (unsigned long long)expected, (unsigned long long)seq - 1, code, resp.body);
+        slot->since_ms = now; /* try again after another wait */
+        return 0;
+    }
+    vp_warn("run %s: batches %llu..%llu never arrived; the gap is recorded in the profile", id,
+            (unsigned long long)expected, (unsigned long long)seq - 1);
+    vp_metric_add(&vpr_metrics[VPR_M_GAPS], 1);
+    slot->used = 0;
+    return 1;
+}
+
 static enum outcome post(vpr_forwarder *f, const vp_spool_item *it)
 {
     char id[33];
@@ -97,19 +187,13 @@ static enum outcome post(vpr_forwarder *f, const vp_spool_item *it)
     }
     if (vp_batch_retoken(&v, f->token, &msg, &len) != VP_OK)
         return SENT_RETRY;
-    response resp = {.len = 0};
-    curl_easy_setopt(f->curl, CURLOPT_POSTFIELDS, (const char *)msg);
-    curl_easy_setopt(f->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(f->curl, CURLOPT_WRITEDATA, &resp);
-    CURLcode cc = curl_easy_perform(f->curl);
+    response resp;
+    long code = send_batch(f, msg, len, &resp);
     vp_free(msg);
-    if (cc != CURLE_OK) {
-        vp_warn("forwarding %s/%llu failed: %s", id, (unsigned long long)it->seq,
-                curl_easy_strerror(cc));
+    if (code == 0) {
+        vp_warn("forwarding %s/%llu failed: %s", id, (unsigned long long)it->seq, resp.body);
         return SENT_RETRY;
     }
-    long code = 0;
-    curl_easy_getinfo(f->curl, CURLINFO_RESPONSE_CODE, &code);
     if (code == 200)
         return SENT_OK;
     if (code == 409) {
@@ -119,7 +203,9 @@ static enum outcome post(vpr_forwarder *f, const vp_spool_item *it)
         json_decref(j);
         if (expected > (long long)it->seq)
             return SENT_OK; /* the server has it already */
-        vp_info("server waits for %s/%lld before %llu", id, expected, (unsigned long long)it->seq);
+        if (expected >= 0 && close_gap(f, it->run_id, (uint64_t)expected, it->seq))
+            return post(f, it);
+        vp_debug("server waits for %s/%lld before %llu", id, expected, (unsigned long long)it->seq);
         return SENT_WAIT_GAP;
     }
     if (code >= 400 && code < 500 && code != 408 && code != 429 && code != 401) {
@@ -197,7 +283,8 @@ static void *forwarder_main(void *arg)
 }
 
 vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_url,
-                                   const char *server_token, char *err, size_t errlen)
+                                   const char *server_token, uint64_t gap_wait_ms, char *err,
+                                   size_t errlen)
 {
     vpr_forwarder *f = vp_calloc(1, sizeof(*f));
     if (!f) {
@@ -236,6 +323,7 @@ vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_ur
     curl_easy_setopt(f->curl, CURLOPT_CONNECTTIMEOUT, 5L);
     curl_easy_setopt(f->curl, CURLOPT_NOSIGNAL, 1L);
     f->rand_state = (unsigned)time(NULL);
+    f->gap_wait_ms = gap_wait_ms;
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
     if (pthread_create(&f->thread, NULL, forwarder_main, f) != 0) {

@@ -257,6 +257,12 @@ static void on_ready(uv_async_t *a)
             reply(c, VP_ACK_MALFORMED, NULL, 0, why);
             continue;
         }
+        if (c->batch.kind == VP_BATCH_GAP) {
+            vp_metric_add(&vpr_metrics[VPR_M_REFUSED_MALFORMED], 1);
+            reply(c, VP_ACK_MALFORMED, c->batch.run_id, c->batch.seq,
+                  "GAP batches are the relay's to send, not an agent's");
+            continue;
+        }
         if (!vp_batch_token_ok(&c->batch, in->relay->token)) {
             vp_metric_add(&vpr_metrics[VPR_M_REFUSED_TOKEN], 1);
             vp_warn("refused a batch with a wrong or missing token");

@@ -27,6 +27,7 @@ static const vp_option options[] = {
     {"server-token", "TOKEN", "", "token presented to vmpv-server's intake"},
     {"max-spool-bytes", "N", "4294967296", "spool size at which the relay stops acknowledging"},
     {"contexts", "N", "32", "batches received concurrently"},
+    {"gap-wait-ms", "MS", "600000", "how long a run waits for a missing batch before it is recorded as a gap"},
     {"drain-ms", "MS", "5000", "on SIGTERM, how long to keep forwarding before exiting"},
     {"metrics-listen", "HOST:PORT", "", "serve /healthz and /metrics here (empty: off)"},
     {"decimate", "on|off", "on", "thin long profiles to the seed's recommended rates"},
@@ -52,6 +53,7 @@ vp_metric vpr_metrics[VPR_M_COUNT] = {
     [VPR_M_AGENTS] = {"vmpv_relay_agents_connected", "agent connections open now", 1, 0},
     [VPR_M_SPOOL_BYTES] = {"vmpv_relay_spool_bytes", "batch bytes in the spool, not yet forwarded", 1, 0},
     [VPR_M_THINNED] = {"vmpv_relay_decimated_samples_total", "samples removed by decimation", 0, 0},
+    [VPR_M_GAPS] = {"vmpv_relay_gaps_total", "missing batches given up on and recorded as gaps", 0, 0},
 };
 
 /* SIGHUP: re-read --config and the flags; the agents' token and the log
@@ -126,10 +128,11 @@ int main(int argc, char **argv)
     }
     int level = vp_log_parse_level(vp_config_get(&cfg, "log-level"));
     vp_log_init("vmpv-relay", level < 0 ? VP_LOG_INFO : (enum vp_log_level)level);
-    uint64_t max_spool = 0, contexts = 0, drain_ms = 0;
+    uint64_t max_spool = 0, contexts = 0, drain_ms = 0, gap_wait_ms = 0;
     if (vp_config_get_u64(&cfg, "max-spool-bytes", 1 << 20, 1ull << 50, &max_spool, err, sizeof(err)) ||
         vp_config_get_u64(&cfg, "contexts", 1, VP_MAX_RELAY_PENDING, &contexts, err, sizeof(err)) ||
-        vp_config_get_u64(&cfg, "drain-ms", 0, 600000, &drain_ms, err, sizeof(err))) {
+        vp_config_get_u64(&cfg, "drain-ms", 0, 600000, &drain_ms, err, sizeof(err)) ||
+        vp_config_get_u64(&cfg, "gap-wait-ms", 0, 7u * 86400u * 1000u, &gap_wait_ms, err, sizeof(err))) {
         fprintf(stderr, "vmpv-relay: %s\n", err);
         goto fail_cfg;
     }
@@ -159,7 +162,8 @@ int main(int argc, char **argv)
         goto fail_curl;
     }
     r.forwarder = vpr_forwarder_start(spool_path, vp_config_get(&cfg, "server"),
-                                      vp_config_get(&cfg, "server-token"), err, sizeof(err));
+                                      vp_config_get(&cfg, "server-token"), gap_wait_ms, err,
+                                      sizeof(err));
     if (!r.forwarder) {
         fprintf(stderr, "vmpv-relay: %s\n", err);
         goto fail_spool;

@@ -46,6 +46,7 @@ enum {
     VPR_M_AGENTS,
     VPR_M_SPOOL_BYTES,
     VPR_M_THINNED,
+    VPR_M_GAPS,
     VPR_M_COUNT
 };
 extern vp_metric vpr_metrics[VPR_M_COUNT];
@@ -85,7 +86,8 @@ int64_t vpr_squeeze(vp_spool *spool, uint64_t *removed);
 
 /* forward.c: a thread that moves spooled batches to the server. */
 vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_url,
-                                   const char *server_token, char *err, size_t errlen);
+                                   const char *server_token, uint64_t gap_wait_ms, char *err,
+                                   size_t errlen);
 /* Wakes the forwarder: something new is in the spool. Thread-safe. */
 void vpr_forwarder_kick(vpr_forwarder *f);
 /* Gives the forwarder up to drain_ms to empty the spool, then stops it. */

@@ -459,6 +459,37 @@ static void refused(batch_result *res, int rc, const char *what)
     snprintf(res->err, sizeof(res->err), "%s: %s", what, vp_strerror(rc));
 }
 
+/* apply_gap records that batches seq..to-1 of a run will never come (a
+ * relay gave up waiting for them, PROTOCOL.md §B GAP) and moves the run on
+ * to `to`; the loss stays visible in the run's error. */
+static int apply_gap(vps_run *run, const vp_batch_view *v, const uint8_t *raw, char *err,
+                     size_t errlen)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb((const char *)raw, v->raw_len, 0, &jerr);
+    json_t *to = json_object_get(j, "to");
+    json_int_t m = json_is_integer(to) ? json_integer_value(to) : -1;
+    json_decref(j);
+    /* next_seq is a u64 seq from the wire; the bound keeps the sum sane. */
+    if (m <= (json_int_t)v->seq || (uint64_t)m - v->seq > 1000000000ull) {
+        snprintf(err, errlen, "GAP needs {\"to\": N} with N after seq %llu",
+                 (unsigned long long)v->seq);
+        return VP_ECORRUPT;
+    }
+    char note[160];
+    snprintf(note, sizeof(note), "gap: batches %llu..%lld never arrived",
+             (unsigned long long)v->seq, (long long)m - 1);
+    size_t old = run->error ? strlen(run->error) : 0;
+    char *joined = vp_malloc(old + strlen(note) + 3);
+    if (!joined)
+        return VP_ENOMEM;
+    snprintf(joined, old + strlen(note) + 3, "%s%s%s", old ? run->error : "", old ? "; " : "", note);
+    vp_free(run->error);
+    run->error = joined;
+    run->next_seq = (uint64_t)m - 1; /* the caller's increment lands on m */
+    return VP_OK;
+}
+
 /* apply_batch applies one decoded batch inside the write transaction db,
  * following PROTOCOL.md §C: OPEN creates the run; DATA and CLOSE must carry
  * the run's next seq; an applied seq is a duplicate. */
@@ -517,6 +548,8 @@ static void apply_batch(vps_db *db, const vp_batch_view *v, const uint8_t *raw, 
     }
     if (v->kind == VP_BATCH_DATA)
         rc = apply_data(db, &run, v, raw, &res->http, res->err, sizeof(res->err));
+    else if (v->kind == VP_BATCH_GAP)
+        rc = apply_gap(&run, v, raw, res->err, sizeof(res->err));
     else
         rc = parse_close(raw, v->raw_len, &run, res->err, sizeof(res->err));
     if (rc != VP_OK) {

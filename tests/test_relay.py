@@ -116,3 +116,32 @@ def test_200_agents_at_once_every_sample_arrives(tmp_path: Path) -> None:
     finally:
         for d in (relay, server):
             assert d.stop() == 0, d.log()[-2000:]
+
+
+def test_a_batch_that_never_comes_is_recorded_as_a_gap(tmp_path: Path) -> None:
+    """The agent side loses DATA batch 2 (vmpv-loadgen --skip-seq 2): after
+    --gap-wait-ms the relay tells the server, which records the gap and
+    keeps every other sample."""
+    import sys
+    from harness import ROOT, binary
+    profile = tmp_path / "p.dat"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "make_profile.py"), str(profile),
+                    "--samples", "20000"], check=True)
+    server = start_server(tmp_path)
+    relay = start_daemon("vmpv-relay", ["--listen", "tcp://127.0.0.1:0", "--server", server.address,
+                                        "--data", str(tmp_path / "relay"), "--gap-wait-ms", "300"],
+                         tmp_path / "relay-run")
+    try:
+        out = subprocess.run([str(binary("vmpv-loadgen")), "--relay", relay.address, "--profile", str(profile),
+                              "--agents", "1", "--skip-seq", "2"], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        skipped = next(l.split() for l in out.stdout.splitlines() if l.startswith("skipped "))
+        run_id, lost = skipped[1], int(skipped[3])
+        run = wait_for_run(server.address, run_id, timeout=60)
+        assert run["status"] == "complete"
+        assert run["samples"] == 20000 - lost
+        assert "gap: batches 2..2" in (run["error"] or "")
+        assert "never arrived" in relay.log()
+    finally:
+        for d in (relay, server):
+            assert d.stop() == 0, d.log()[-2000:]
