@@ -30,7 +30,8 @@
 #include "vp_mem.h"
 #include "vp_vmprof.h"
 
-#define READ_CHUNK (256u * 1024u)
+#define READ_CHUNK (64u * 1024u)  /* one read; buffers grow past it only for a huge record */
+#define ACC_START (64u * 1024u)
 #define FLUSH_AGE_MS 500   /* a live profile becomes visible within this */
 #define RETRY_MS 1000      /* after a failed batch write */
 #define FULL_WAIT_MS 100   /* while the sender's queue is at its bound */
@@ -69,7 +70,7 @@ struct vpa_session {
     uint8_t *buf;              /* read, not yet consumed: part of a record */
     size_t buf_len, buf_cap;
     uint8_t *acc;              /* complete records for the next DATA batch */
-    size_t acc_len;
+    size_t acc_len, acc_cap;
     uint64_t acc_samples, acc_since_ms;
     uint64_t seq;              /* seq of the next batch */
     uint64_t samples;          /* samples in batches */
@@ -304,6 +305,41 @@ static int count_sample(void *ctx, const vp_vmprof_sample *sample)
     return 0;
 }
 
+/* Grows acc to hold `need` bytes. Idle and small runs keep small buffers:
+ * an agent with a hundred quiet sessions stays small. */
+static int ensure_acc(vpa_session *s, size_t need)
+{
+    if (need <= s->acc_cap)
+        return VP_OK;
+    size_t cap = s->acc_cap ? s->acc_cap : ACC_START;
+    while (cap < need)
+        cap *= 2;
+    if (cap > VP_MAX_BATCH_RAW)
+        cap = VP_MAX_BATCH_RAW;
+    uint8_t *n = vp_realloc(s->acc, cap);
+    if (!n)
+        return VP_ENOMEM;
+    s->acc = n;
+    s->acc_cap = cap;
+    return VP_OK;
+}
+
+/* Gives the buffers back while a run is quiet (they are large enough to be
+ * mmapped, see main.c, so this returns the memory to the system). */
+static void release_idle_buffers(vpa_session *s)
+{
+    if (s->acc_len == 0 && s->acc) {
+        vp_free(s->acc);
+        s->acc = NULL;
+        s->acc_cap = 0;
+    }
+    if (s->buf_len == 0 && s->buf) {
+        vp_free(s->buf);
+        s->buf = NULL;
+        s->buf_cap = 0;
+    }
+}
+
 /* Move complete records from buf to acc; stop when a batch is cut. */
 static void consume(vpa_session *s)
 {
@@ -320,6 +356,14 @@ static void consume(vpa_session *s)
         if (used) {
             if (s->acc_len == 0)
                 s->acc_since_ms = uv_now(s->agent->loop);
+            if (ensure_acc(s, s->acc_len + used) != VP_OK) {
+                /* The reader counted these records: undo by re-reading them
+                 * later is not possible, so stop with a clear error. */
+                s->reader_stopped = 1;
+                s->status = "incomplete";
+                snprintf(s->error, sizeof(s->error), "agent out of memory");
+                break;
+            }
             memcpy(s->acc + s->acc_len, s->buf + off, used);
             s->acc_len += used;
             off += used;
@@ -382,10 +426,13 @@ static void on_read(uv_fs_t *req)
             snprintf(s->error, sizeof(s->error), "the profiled process went away before the profile ended");
         }
     }
-    if (n > 0 || s->eof_after_end)
+    if (n > 0 || s->eof_after_end) {
         pump(s);
-    else
+    } else {
+        if (!s->acc_len)
+            release_idle_buffers(s);
         schedule(s, s->agent->poll_ms);
+    }
 }
 
 static void start_read(vpa_session *s)
@@ -498,11 +545,6 @@ static void on_open(uv_fs_t *req)
     pump(s);
 }
 
-static int alloc_buffers(vpa_session *s)
-{
-    s->acc = vp_malloc(VP_MAX_BATCH_RAW);
-    return s->acc ? VP_OK : VP_ENOMEM;
-}
 
 /* ---- requests ----------------------------------------------------------- */
 
@@ -553,7 +595,7 @@ static void handle_start(vpa_session *s, json_t *req, int upload)
                              json_object_get(req, "period"), "start",
                              json_object_get(req, "start"), "source", upload ? "upload" : "client");
     s->path = vp_strndup(path, strlen(path));
-    if (!s->open_meta || !s->path || alloc_buffers(s) != VP_OK) {
+    if (!s->open_meta || !s->path) {
         reply_error(s, "agent out of memory");
         return;
     }
@@ -810,10 +852,8 @@ void vpa_session_recover(vpa_agent *a, json_t *st)
         return;
     }
     vpa_session *s = session_new(a);
-    if (!s || alloc_buffers(s) != VP_OK) {
+    if (!s) {
         vp_error("out of memory recovering run %s", run);
-        if (s)
-            session_maybe_free(s);
         return;
     }
     memcpy(s->run_id, run_id, VP_RUN_ID_LEN);
