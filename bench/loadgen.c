@@ -10,7 +10,7 @@
  * the acknowledgement latencies.
  *
  *   vmpv-loadgen --relay URL --profile FILE [--agents N] [--runs R] [--token T]
- *                [--rate SAMPLES_PER_S] [--skip-seq K] [--spool-limit DIR]
+ *                [--rate SAMPLES_PER_S] [--skip-seq K] [--idle SECONDS] [--spool-limit DIR]
  *
  * --spool-limit DIR measures the physical limit instead: LZ4 decoding plus
  * the spool's SQLite insert of the same batches, on one thread, nothing else.
@@ -38,6 +38,8 @@ typedef struct chunk {
     uint8_t *raw;
     size_t len;
     uint32_t samples;
+    uint8_t *msg;   /* the DATA batch, encoded once; run id and seq patched per send */
+    size_t msg_len;
 } chunk;
 
 typedef struct plan {
@@ -55,6 +57,8 @@ typedef struct sim {
     uint8_t run_id[VP_RUN_ID_LEN];
     uint64_t sent_ns;
     int receiving;
+    int sleeping;
+    uint64_t sent;     /* batches this agent has had acknowledged */
 } sim;
 
 static plan the_plan;
@@ -126,6 +130,17 @@ static int load_plan(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s holds no complete vmprof records: %s", path, r.error);
         return -1;
     }
+    /* Compress once: the simulated agents should cost the machine little,
+     * so that what is measured is the relay. */
+    static const uint8_t zero_id[VP_RUN_ID_LEN];
+    for (size_t i = 0; i < the_plan.count; i++) {
+        chunk *c = &the_plan.chunks[i];
+        if (vp_batch_encode(VP_BATCH_DATA, zero_id, 0, c->samples, token, c->raw, c->len, &c->msg,
+                            &c->msg_len) != VP_OK) {
+            snprintf(err, errlen, "cannot encode a batch");
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -145,10 +160,15 @@ static int make_batch(sim *s, nng_msg **out)
         len = strlen(json);
     } else if (s->step <= the_plan.count) {
         chunk *c = &the_plan.chunks[s->step - 1];
-        kind = VP_BATCH_DATA;
-        raw = c->raw;
-        len = c->len;
-        samples = c->samples;
+        int rv = nng_msg_alloc(out, 0);
+        if (rv == 0)
+            rv = nng_msg_append(*out, c->msg, c->msg_len);
+        if (rv == 0) {
+            uint8_t *b = nng_msg_body(*out);
+            memcpy(b + 8, s->run_id, VP_RUN_ID_LEN);
+            vp_store_u64le(b + 24, s->step);
+        }
+        return rv;
     } else {
         kind = VP_BATCH_CLOSE;
         snprintf(json, sizeof(json), "{\"status\":\"complete\",\"samples\":%llu}",
@@ -174,24 +194,40 @@ static void new_run(sim *s)
     s->step = 0;
 }
 
-static void send_next(sim *s)
+static void send_now(sim *s)
 {
     nng_msg *msg = NULL;
-    if (rate_limit > 0) {
-        /* Pace all agents together: sample k is due at k / rate seconds. */
-        double due = (double)atomic_load(&samples_ok) / rate_limit;
-        double elapsed = (double)(now_ns() - start_ns) / 1e9;
-        if (due > elapsed)
-            nng_msleep((nng_duration)((due - elapsed) * 1000));
-    }
     if (make_batch(s, &msg) != 0) {
         fprintf(stderr, "loadgen: cannot build a batch\n");
         exit(1);
     }
     s->receiving = 0;
+    s->sleeping = 0;
     s->sent_ns = now_ns();
     nng_aio_set_msg(s->aio, msg);
     nng_ctx_send(s->ctx, s->aio);
+}
+
+/* Paced sends wait on an nng timer, never in a callback thread, so waiting
+ * agents do not delay the acknowledgements of the others. */
+static int agent_count = 1;
+
+static void send_next(sim *s)
+{
+    if (rate_limit > 0) {
+        /* Spread the agents evenly in time: over all agents, batches go out
+         * at rate / (samples per batch) per second, agent a's k-th at slot
+         * k * agents + a, so no wave of simultaneous sends builds up. */
+        double batch_rate = rate_limit * (double)the_plan.count / (double)the_plan.samples;
+        double due = ((double)s->sent * agent_count + s->agent) / batch_rate;
+        double elapsed = (double)(now_ns() - start_ns) / 1e9;
+        if (due > elapsed + 0.001) {
+            s->sleeping = 1;
+            nng_sleep_aio((nng_duration)((due - elapsed) * 1000), s->aio);
+            return;
+        }
+    }
+    send_now(s);
 }
 
 static void finish_agent(void)
@@ -207,11 +243,15 @@ static void on_aio(void *arg)
 {
     sim *s = arg;
     int rv = nng_aio_result(s->aio);
+    if (s->sleeping) {
+        send_now(s);
+        return;
+    }
     if (!s->receiving) {
         if (rv != 0) {
             nng_msg_free(nng_aio_get_msg(s->aio));
-            nng_msleep(50);
-            send_next(s);
+            s->sleeping = 1;
+            nng_sleep_aio(50, s->aio);
             return;
         }
         s->receiving = 1;
@@ -229,8 +269,8 @@ static void on_aio(void *arg)
     nng_msg_free(reply);
     if (!ok) {
         atomic_fetch_add(&batches_refused, 1);
-        nng_msleep(20);
-        send_next(s);
+        s->sleeping = 1;
+        nng_sleep_aio(20, s->aio);
         return;
     }
     uint64_t lat = now_ns() - s->sent_ns;
@@ -238,6 +278,7 @@ static void on_aio(void *arg)
     if (i < latency_cap)
         latencies[i] = lat;
     atomic_fetch_add(&batches_ok, 1);
+    s->sent++;
     if (s->step >= 1 && s->step <= the_plan.count)
         atomic_fetch_add(&samples_ok, the_plan.chunks[s->step - 1].samples);
     s->step++;
@@ -332,6 +373,7 @@ int main(int argc, char **argv)
     token = arg_value(argc, argv, "--token", "");
     rate_limit = atof(arg_value(argc, argv, "--rate", "0"));
     skip_seq = atoll(arg_value(argc, argv, "--skip-seq", "-1"));
+    int idle_s = atoi(arg_value(argc, argv, "--idle", "0"));
     if (!profile || (!relay && !limit_dir) || agents < 1 || agents > 10000 || runs_per_agent < 1) {
         fprintf(stderr, "usage: vmpv-loadgen --relay URL --profile FILE [--agents N] [--runs R] "
                         "[--token T] [--rate SAMPLES_PER_S] | --spool-limit DIR --profile FILE\n");
@@ -377,7 +419,22 @@ int main(int argc, char **argv)
         new_run(&sims[i]);
     }
     nng_close(sock);
+    if (idle_s > 0) {
+        /* Connected agents that send nothing: what they cost the relay. */
+        printf("idle agents %d connected; holding %d s\n", agents, idle_s);
+        fflush(stdout);
+        nng_msleep((nng_duration)idle_s * 1000);
+        for (int i = 0; i < agents; i++) {
+            nng_aio_free(sims[i].aio);
+            nng_close(socks[i]);
+        }
+        free(sims);
+        free(socks);
+        free(latencies);
+        return 0;
+    }
     atomic_store(&agents_left, agents);
+    agent_count = agents;
     start_ns = now_ns();
     for (int i = 0; i < agents; i++)
         send_next(&sims[i]);

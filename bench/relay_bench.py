@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""vmpv-relay intake benchmark: side by side in one run,
+  1. the physical limit: LZ4 decoding + the spool's SQLite insert of the
+     same batches on one thread, nothing else (vmpv-loadgen --spool-limit),
+  2. sustained intake from 100 simulated agents over nng, durable before each
+     acknowledgement (vmpv-loadgen against a real vmpv-relay),
+  3. acknowledgement latency at half of that load (--rate),
+  4. relay RSS with 1,000 idle agent connections.
+Repeats 1-3 and prints medians and the intake/limit ratio.
+
+  bench/relay_bench.py [--build DIR] [--repeat N] [--samples N]
+Use a release build (meson setup build-release --buildtype=release).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_relay(build: Path, data: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([str(build / "relay" / "vmpv-relay"), "--listen", "tcp://127.0.0.1:0",
+                             "--server", "http://127.0.0.1:9", "--data", str(data), "--log-level", "error", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    return proc, line.split(" listening on ")[1].strip()
+
+
+def rss_kib(pid: int) -> tuple[int, int]:
+    text = Path(f"/proc/{pid}/status").read_text()
+    get = lambda k: int(re.search(rf"{k}:\s+(\d+)", text).group(1))  # noqa: E731
+    return get("VmRSS"), get("VmHWM")
+
+
+def field(out: str, name: str) -> float:
+    return float(re.search(rf"{name} ([\d.]+)", out).group(1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default=str(ROOT / "build-release"))
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--samples", type=int, default=20000, help="samples per generated run")
+    a = ap.parse_args()
+    build = Path(a.build)
+    loadgen = str(build / "bench" / "vmpv-loadgen")
+    tmp = Path(tempfile.mkdtemp(prefix="vmpv-relay-bench-"))
+    try:
+        prof = tmp / "p.dat"
+        subprocess.run([sys.executable, str(ROOT / "bench" / "make_profile.py"), str(prof),
+                        "--samples", str(a.samples)], check=True)
+        limits, intakes, p50s, p99s, half_p99s = [], [], [], [], []
+        for i in range(a.repeat):
+            out = subprocess.run([loadgen, "--spool-limit", str(tmp), "--profile", str(prof), "--runs", "200"],
+                                 capture_output=True, text=True, check=True).stdout
+            limits.append(field(out, "samples_per_s"))
+            relay, url = start_relay(build, tmp / f"r{i}")
+            out = subprocess.run([loadgen, "--relay", url, "--profile", str(prof), "--agents", "100", "--runs", "2"],
+                                 capture_output=True, text=True, check=True).stdout
+            intakes.append(field(out, "samples_per_s"))
+            p50s.append(field(out, "ack_p50_ms"))
+            p99s.append(field(out, "ack_p99_ms"))
+            relay.terminate()
+            relay.wait()
+            relay, url = start_relay(build, tmp / f"h{i}")
+            half = intakes[-1] / 2
+            out = subprocess.run([loadgen, "--relay", url, "--profile", str(prof), "--agents", "100", "--runs", "1",
+                                  "--rate", str(int(half))], capture_output=True, text=True, check=True).stdout
+            half_p99s.append(field(out, "ack_p99_ms"))
+            relay.terminate()
+            relay.wait()
+        relay, url = start_relay(build, tmp / "idle")
+        before = rss_kib(relay.pid)
+        idle = subprocess.Popen([loadgen, "--relay", url, "--profile", str(prof), "--agents", "1000", "--idle", "5"],
+                                stdout=subprocess.PIPE, text=True)
+        time.sleep(4)
+        during = rss_kib(relay.pid)
+        idle.wait()
+        relay.terminate()
+        relay.wait()
+        med = statistics.median
+        print(f"{'measure':44} {'median':>12}  runs")
+        print(f"{'physical limit (LZ4 + SQLite), samples/s':44} {med(limits):12.0f}  {[round(x) for x in limits]}")
+        print(f"{'relay intake, 100 agents, samples/s':44} {med(intakes):12.0f}  {[round(x) for x in intakes]}")
+        print(f"{'intake / limit':44} {med(intakes) / med(limits):12.2f}")
+        print(f"{'ack latency p50 at full load, ms':44} {med(p50s):12.1f}")
+        print(f"{'ack latency p99 at full load, ms':44} {med(p99s):12.1f}")
+        print(f"{'ack latency p99 at half load, ms':44} {med(half_p99s):12.1f}  {half_p99s}")
+        print(f"{'relay RSS idle / with 1000 idle agents, KiB':44} {before[0]:>6} / {during[0]}  (peak {during[1]})")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
