@@ -14,7 +14,7 @@ say() { printf '\n== %s\n' "$*"; }
 # 1. Debian packages: the C libraries, meson, and for tests chromium and PostgreSQL.
 PKGS=(build-essential pkg-config meson ninja-build python3-venv sqlite3 openssl curl
       libuv1-dev libnng-dev liblz4-dev libsqlite3-dev libh2o-dev libcurl4-openssl-dev
-      libjansson-dev libmsgpack-dev libpq-dev)
+      libjansson-dev libmsgpack-dev libpq-dev libunwind-dev)
 [ "$WANT_TESTS" = 1 ] && PKGS+=(chromium postgresql clang libclang-rt-14-dev)
 missing=()
 for p in "${PKGS[@]}"; do
@@ -60,6 +60,14 @@ if ! .venv/bin/python -c 'import vmprof_viewer_client, pytest' 2>/dev/null; then
 else
   # Always refresh the client itself: it may have changed since the venv was made.
   .venv/bin/pip install -q --no-deps --force-reinstall ./client >/dev/null
+fi
+
+# An older sampler (format version 6) to record files like those users have
+# from before: vmprof 0.4.18.1 builds from source on this Python.
+if [ "$WANT_TESTS" = 1 ] && [ ! -x .venv-vmprof04/bin/python ]; then
+  say "building vmprof 0.4.18.1 in .venv-vmprof04 (for the old-format upload tests)"
+  python3 -m venv .venv-vmprof04
+  .venv-vmprof04/bin/pip install -q vmprof==0.4.18.1 || echo "vmprof 0.4.18.1 did not build; its tests will say so"
 fi
 
 # 4. The web UI.
