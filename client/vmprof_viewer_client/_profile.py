@@ -351,11 +351,14 @@ class profiling:
     `profile` apply (nesting, threads, period validation).
     """
 
-    def __init__(self, name: str, period: Optional[float] = None) -> None:
+    def __init__(self, name: str, period: Optional[float] = None,
+                 expected_duration: Optional[float] = None) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         if period is not None:
             _settings.validate_period(period)
+        elif expected_duration is not None:
+            period = _settings.period_for_duration(expected_duration)
         self.name = name
         self.period = period
         self._runs: List[_Run] = []  # a stack, so one object can be nested or reused
@@ -423,17 +426,23 @@ def _wrap(fn: Any, period: Optional[float]) -> Any:
 @overload
 def profile(func: F) -> F: ...
 @overload
-def profile(func: None = None, *, period: Optional[float] = None) -> Callable[[F], F]: ...
+def profile(func: None = None, *, period: Optional[float] = None,
+            expected_duration: Optional[float] = None) -> Callable[[F], F]: ...
 
 
-def profile(func: Any = None, *, period: Optional[float] = None) -> Any:
+def profile(func: Any = None, *, period: Optional[float] = None,
+            expected_duration: Optional[float] = None) -> Any:
     """Profile every call of a function or method and send the profile on.
 
     Use bare (``@profile``) or with a period in seconds
-    (``@profile(period=0.01)``); 0.001 <= period < 1.0, default 0.1.
+    (``@profile(period=0.01)``); 0.001 <= period < 1.0, default 0.1. Or say
+    how long a call is expected to run (``expected_duration=`` seconds) and
+    let the seed's table pick the period.
     """
     if period is not None:
         _settings.validate_period(period)  # a bad period fails at import, not later
+    elif expected_duration is not None:
+        period = _settings.period_for_duration(expected_duration)
 
     def decorate(fn: F) -> F:
         return _wrap(fn, period)  # type: ignore[no-any-return]

@@ -101,8 +101,12 @@ def configure(
     period: Optional[float] = None,
     *,
     tags: Optional[Mapping[str, str]] = None,
+    expected_duration: Optional[float] = None,
 ) -> None:
     """Set the project (and optionally server URL, default period, tags).
+
+    `expected_duration` (seconds) picks the default period from the seed's
+    table when no period is given: <= 3 h 0.1, 6 h 0.2, 12 h 0.5, longer 0.9.
 
     Call it once before any profiled code runs. `url` is the vmprof-viewer
     server, used for direct uploads when no local agent is running and for
@@ -114,6 +118,8 @@ def configure(
     if url is not None and (not isinstance(url, str) or not url.strip()):
         raise ValueError(f"url must be a non-empty string or None, got {url!r}")
     checked_period = None if period is None else validate_period(period)
+    if checked_period is None and expected_duration is not None:
+        checked_period = period_for_duration(expected_duration)
     if checked_period is None and os.environ.get(ENV_PERIOD):
         # Fail here, at setup, rather than at the first profiled call.
         validate_period(os.environ[ENV_PERIOD], ENV_PERIOD, from_text=True)
@@ -157,6 +163,9 @@ def period(explicit: Optional[float] = None) -> float:
     env = os.environ.get(ENV_PERIOD)
     if env:
         return validate_period(env, ENV_PERIOD, from_text=True)
+    expected = env_expected_duration()
+    if expected is not None:
+        return period_for_duration(expected)
     return DEFAULT_PERIOD
 
 
@@ -197,3 +206,33 @@ def keep_profiles() -> bool:
     """Whether profile files stay on disk after the agent has sent them
     (for inspection, and for tests that compare them with vmprof's reader)."""
     return os.environ.get(ENV_KEEP, "") not in ("", "0")
+
+
+ENV_EXPECTED_DURATION = "VMPV_EXPECTED_DURATION"
+
+# The seed's table: the longest period it recommends for each duration, so
+# that a long job sends a profile of a manageable size (seconds -> period).
+_PERIOD_BY_DURATION = ((3 * 3600, 0.1), (6 * 3600, 0.2), (12 * 3600, 0.5))
+_PERIOD_LONG = 0.9  # >= 24 h: about 1 Hz, the minimum the seed recommends
+
+
+def period_for_duration(seconds: float) -> float:
+    """The default period for a run expected to take `seconds`."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise ValueError(f"expected_duration must be a positive number of seconds, got {seconds!r}")
+    for limit, p in _PERIOD_BY_DURATION:
+        if seconds <= limit:
+            return p
+    return _PERIOD_LONG
+
+
+def env_expected_duration() -> Optional[float]:
+    text = os.environ.get(ENV_EXPECTED_DURATION, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{ENV_EXPECTED_DURATION} must be seconds, got {text!r}") from None
+    period_for_duration(value)
+    return value
