@@ -153,3 +153,20 @@ def test_agent_serves_healthz_and_metrics_over_http(tmp_path: Path) -> None:
         assert status == 200 and body.strip() == "ok"
     finally:
         assert agent.stop() == 0, agent.log()[-2000:]
+
+
+def test_agent_killed_again_and_again_still_exactly_once(pipeline: Pipeline) -> None:
+    """SIGKILL at several moments of one run (some land while a batch and
+    the run's state are being written): every sample arrives once."""
+    proc = start_workload(pipeline, 5.0)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    for pause in (0.7, 0.9, 1.1, 0.5):
+        time.sleep(pause)
+        pipeline.restart_agent()
+    run_id, _ = finish(proc)
+    run = wait_for_run(pipeline.server_url, run_id, timeout=60)
+    assert run["status"] == "complete", run
+    profile = Path(pipeline.env()["VMPV_SPOOL_DIR"]) / f"{run_id}.prof"
+    truth = assert_run_matches_vmprof(pipeline.server_url, run_id, profile)
+    assert truth["samples"] > 200
