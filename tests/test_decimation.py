@@ -5,11 +5,10 @@ and its peak RSS."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-from harness import (ROOT, binary, http_json, start_daemon, start_server, vmprof_truth,
-                     wait_for_run)
+from harness import http_json, start_daemon, start_server, vmprof_truth, wait_for_run
+from synthetic import loadgen, loadgen_cmd, make_profile, runs_sent
 
 
 def shares(counts: dict, total: int) -> dict:
@@ -21,19 +20,14 @@ def test_long_profile_is_thinned_to_the_table_rate_and_stays_true(tmp_path: Path
     # samples are kept (150k) that sampling noise stays far below 0.5 points
     # even for a function in half the stacks (3 sigma = 0.39 points).
     n = 300_000
-    profile = tmp_path / "long.dat"
-    subprocess.run([sys.executable, str(ROOT / "bench" / "make_profile.py"), str(profile),
-                    "--samples", str(n), "--period-us", "5000"], check=True)
+    profile = make_profile(tmp_path / "long.dat", n, period_us=5000)
     truth = vmprof_truth(profile)
     server = start_server(tmp_path)
     relay = start_daemon("vmpv-relay", ["--listen", "tcp://127.0.0.1:0", "--server", server.address,
                                         "--data", str(tmp_path / "relay"), "--decimate-after", "0"],
                          tmp_path / "relay-run")
     try:
-        out = subprocess.run([str(binary("vmpv-loadgen")), "--relay", relay.address, "--profile", str(profile),
-                              "--agents", "1"], capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stderr
-        run_id = next(l.split()[1] for l in out.stdout.splitlines() if l.startswith("run "))
+        run_id = next(iter(runs_sent(loadgen(relay.address, profile, "--agents", "1"))))
         run = wait_for_run(server.address, run_id, timeout=120)
         stored = run["samples"]
         assert n // 2 <= stored <= n // 2 + 200, f"{stored} samples kept of {n}"
@@ -57,17 +51,12 @@ def test_long_profile_is_thinned_to_the_table_rate_and_stays_true(tmp_path: Path
 def test_young_profiles_keep_their_full_rate(tmp_path: Path) -> None:
     """The default grace: a 300 s profile at 1 kHz is stored whole."""
     n = 30_000
-    profile = tmp_path / "short.dat"
-    subprocess.run([sys.executable, str(ROOT / "bench" / "make_profile.py"), str(profile),
-                    "--samples", str(n), "--period-us", "1000"], check=True)
+    profile = make_profile(tmp_path / "short.dat", n, period_us=1000)
     server = start_server(tmp_path)
     relay = start_daemon("vmpv-relay", ["--listen", "tcp://127.0.0.1:0", "--server", server.address,
                                         "--data", str(tmp_path / "relay")], tmp_path / "relay-run")
     try:
-        out = subprocess.run([str(binary("vmpv-loadgen")), "--relay", relay.address, "--profile", str(profile),
-                              "--agents", "1"], capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stderr
-        run_id = next(l.split()[1] for l in out.stdout.splitlines() if l.startswith("run "))
+        run_id = next(iter(runs_sent(loadgen(relay.address, profile, "--agents", "1"))))
         run = wait_for_run(server.address, run_id, timeout=120)
         assert run["samples"] == n
     finally:
@@ -82,9 +71,7 @@ def test_full_spool_thins_before_it_refuses(tmp_path: Path) -> None:
     import time
     from harness import free_port
     n = 200_000
-    profile = tmp_path / "long.dat"
-    subprocess.run([sys.executable, str(ROOT / "bench" / "make_profile.py"), str(profile),
-                    "--samples", str(n), "--period-us", "5000"], check=True)
+    profile = make_profile(tmp_path / "long.dat", n, period_us=5000)
     truth = vmprof_truth(profile)
     port = free_port()
     relay = start_daemon("vmpv-relay", ["--listen", "tcp://127.0.0.1:0", "--server", f"http://127.0.0.1:{port}",
@@ -96,8 +83,8 @@ def test_full_spool_thins_before_it_refuses(tmp_path: Path) -> None:
         _, text = http_json(metrics_url)
         return next(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name + " "))
 
-    loadgen = subprocess.Popen([str(binary("vmpv-loadgen")), "--relay", relay.address, "--profile", str(profile),
-                                "--agents", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sender = subprocess.Popen(loadgen_cmd(relay.address, profile, "--agents", "1"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     server = None
     try:
         deadline = time.monotonic() + 120
@@ -106,16 +93,16 @@ def test_full_spool_thins_before_it_refuses(tmp_path: Path) -> None:
         assert metric("vmpv_relay_decimated_samples_total") > 0, "the relay thinned nothing"
         server = start_daemon("vmpv-server", ["--listen", f"127.0.0.1:{port}", "--data", str(tmp_path / "server")],
                               tmp_path / "server-run")
-        out, err = loadgen.communicate(timeout=300)
-        assert loadgen.returncode == 0, err
-        run_id = next(l.split()[1] for l in out.splitlines() if l.startswith("run "))
+        out, err = sender.communicate(timeout=300)
+        assert sender.returncode == 0, err
+        run_id = next(iter(runs_sent(out)))
         run = wait_for_run(server.address, run_id, timeout=120)
         assert run["status"] == "complete"
         assert 0 < run["samples"] < n
         assert run["peak_rss_kb"] == truth["peak_rss_kb"]
     finally:
-        if loadgen.poll() is None:
-            loadgen.kill()
+        if sender.poll() is None:
+            sender.kill()
         for d in (relay, server):
             if d is not None:
                 assert d.stop() == 0, d.log()[-2000:]

@@ -9,6 +9,7 @@ import pytest
 
 from harness import (Pipeline, assert_run_matches_vmprof, free_port, start_daemon, start_server,
                      wait_for_run)
+from synthetic import loadgen, make_profile, runs_sent
 from test_agent import finish, start_workload
 
 
@@ -87,21 +88,15 @@ def test_two_relays_an_agent_fails_over(tmp_path: Path) -> None:
 def test_200_agents_at_once_every_sample_arrives(tmp_path: Path) -> None:
     """200 simulated agents (real nng connections, real batches cut from a
     generated profile with a known sample count) send one run each."""
-    import sys
-    from harness import ROOT, binary, http_json
+    from harness import http_json
     samples_per_run = 3000
-    profile = tmp_path / "synthetic.dat"
-    subprocess.run([sys.executable, str(ROOT / "bench" / "make_profile.py"), str(profile),
-                    "--samples", str(samples_per_run)], check=True)
+    profile = make_profile(tmp_path / "synthetic.dat", samples_per_run)
     server = start_server(tmp_path)
     relay = start_daemon("vmpv-relay", ["--listen", "tcp://127.0.0.1:0", "--server", server.address,
                                         "--data", str(tmp_path / "relay"), "--metrics-listen", "127.0.0.1:0"],
                          tmp_path / "relay-run")
     try:
-        out = subprocess.run([str(binary("vmpv-loadgen")), "--relay", relay.address, "--profile", str(profile),
-                              "--agents", "200", "--runs", "1"], capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stderr
-        sent = {line.split()[1]: int(line.split()[2]) for line in out.stdout.splitlines() if line.startswith("run ")}
+        sent = runs_sent(loadgen(relay.address, profile, "--agents", "200", "--runs", "1"))
         assert len(sent) == 200 and set(sent.values()) == {samples_per_run}
         for run_id in sent:
             run = wait_for_run(server.address, run_id, timeout=120)
@@ -122,20 +117,14 @@ def test_a_batch_that_never_comes_is_recorded_as_a_gap(tmp_path: Path) -> None:
     """The agent side loses DATA batch 2 (vmpv-loadgen --skip-seq 2): after
     --gap-wait-ms the relay tells the server, which records the gap and
     keeps every other sample."""
-    import sys
-    from harness import ROOT, binary
-    profile = tmp_path / "p.dat"
-    subprocess.run([sys.executable, str(ROOT / "bench" / "make_profile.py"), str(profile),
-                    "--samples", "20000"], check=True)
+    profile = make_profile(tmp_path / "p.dat", 20000)
     server = start_server(tmp_path)
     relay = start_daemon("vmpv-relay", ["--listen", "tcp://127.0.0.1:0", "--server", server.address,
                                         "--data", str(tmp_path / "relay"), "--gap-wait-ms", "300"],
                          tmp_path / "relay-run")
     try:
-        out = subprocess.run([str(binary("vmpv-loadgen")), "--relay", relay.address, "--profile", str(profile),
-                              "--agents", "1", "--skip-seq", "2"], capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-        skipped = next(l.split() for l in out.stdout.splitlines() if l.startswith("skipped "))
+        out = loadgen(relay.address, profile, "--agents", "1", "--skip-seq", "2")
+        skipped = next(l.split() for l in out.splitlines() if l.startswith("skipped "))
         run_id, lost = skipped[1], int(skipped[3])
         run = wait_for_run(server.address, run_id, timeout=60)
         assert run["status"] == "complete"
