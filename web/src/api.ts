@@ -48,6 +48,11 @@ export interface MemoryPoint {
   mean: number;
   max: number;
   stack: number;
+  /** Index into `stacks`: frames common to every sample of the bucket (issue 6; absent on older servers). */
+  prefix?: number;
+  /** Index into `stacks`: the bucket's most frequent stack, seen `frequent_n` times. */
+  frequent?: number;
+  frequent_n?: number;
 }
 
 export interface Memory {
@@ -86,12 +91,126 @@ async function json<T>(path: string): Promise<T> {
   return (await (await get(path)).json()) as T;
 }
 
+export interface ApiTreeNode {
+  name: string;
+  file: string;
+  line: number;
+  children?: ApiTreeNode[];
+  [k: string]: unknown;
+}
+
+export interface Tree {
+  samples: number;
+  from?: number;
+  to?: number;
+  truncated?: boolean;
+  root: ApiTreeNode;
+}
+
+export interface GrowthRow {
+  name: string;
+  file: string;
+  line: number;
+  self_grown_kb: number;
+  total_grown_kb: number;
+  self_released_kb: number;
+  total_released_kb: number;
+}
+
+export interface Growth {
+  grown_kb: number;
+  released_kb: number;
+  functions: GrowthRow[];
+  root: ApiTreeNode;
+  truncated?: boolean;
+}
+
+export interface DiffRow {
+  name: string;
+  file: string;
+  line: number;
+  a_self: number;
+  a_total: number;
+  b_self: number;
+  b_total: number;
+  delta_self_pct: number;
+  delta_total_pct: number;
+}
+
+export interface Diff {
+  a: { id: string; samples: number };
+  b: { id: string; samples: number };
+  functions: DiffRow[];
+  root: ApiTreeNode;
+}
+
+/** A time window on the profile's clock, seconds from its first sample. */
+export interface Window {
+  from: number;
+  to: number;
+}
+
+export type RunSort = "start_time" | "duration" | "peak_rss" | "samples" | "project" | "function";
+
+export interface ListQuery {
+  q?: string;
+  since?: number; // Unix seconds
+  until?: number;
+  sort?: RunSort;
+  order?: "asc" | "desc";
+  limit?: number;
+  offset?: number;
+}
+
 const enc = encodeURIComponent;
 
-export function listRuns(q = "", limit = 1000): Promise<{ runs: Run[]; total: number }> {
-  const params = new URLSearchParams({ limit: String(limit) });
-  if (q) params.set("q", q);
+export function listRuns(query: ListQuery = {}): Promise<{ runs: Run[]; total: number }> {
+  const params = new URLSearchParams({ limit: String(query.limit ?? 1000) });
+  if (query.offset) params.set("offset", String(query.offset));
+  if (query.q) params.set("q", query.q);
+  if (query.since !== undefined) params.set("since", String(query.since));
+  if (query.until !== undefined) params.set("until", String(query.until));
+  if (query.sort && query.sort !== "start_time") params.set("sort", query.sort);
+  if (query.order && query.order !== "desc") params.set("order", query.order);
   return json(`/api/runs?${params}`);
+}
+
+function windowParams(w: Window | null | undefined, q = new URLSearchParams()): URLSearchParams {
+  if (w) {
+    q.set("from", String(w.from));
+    q.set("to", String(w.to));
+  }
+  return q;
+}
+
+function qs(q: URLSearchParams): string {
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+export function getTree(id: string, w?: Window | null): Promise<Tree> {
+  return json(`/api/runs/${enc(id)}/tree${qs(windowParams(w))}`);
+}
+
+export function getGrowth(id: string, w?: Window | null): Promise<Growth> {
+  return json(`/api/runs/${enc(id)}/growth${qs(windowParams(w))}`);
+}
+
+export function getDiff(a: string, b: string, extra?: URLSearchParams): Promise<Diff> {
+  const q = new URLSearchParams({ a, b });
+  for (const k of ["a_from", "a_to", "b_from", "b_to"]) {
+    const v = extra?.get(k);
+    if (v) q.set(k, v);
+  }
+  return json(`/api/diff?${q}`);
+}
+
+export function speedscopeUrl(id: string): string {
+  return `/api/runs/${enc(id)}/speedscope`;
+}
+
+export function collapsedUrl(id: string): string {
+  return `/api/runs/${enc(id)}/collapsed`;
 }
 
 export function getRun(id: string): Promise<RunDetail> {
@@ -102,8 +221,8 @@ export async function getCollapsed(id: string): Promise<string> {
   return (await get(`/api/runs/${enc(id)}/collapsed`)).text();
 }
 
-export function getFunctions(id: string): Promise<Functions> {
-  return json(`/api/runs/${enc(id)}/functions`);
+export function getFunctions(id: string, w?: Window | null): Promise<Functions> {
+  return json(`/api/runs/${enc(id)}/functions${qs(windowParams(w))}`);
 }
 
 export function getMemory(id: string, buckets: number, from?: number, to?: number): Promise<Memory> {

@@ -1,140 +1,28 @@
-// CPU view: parses the server's collapsed stacks into a call tree and draws it
-// as an icicle graph (root at the top) on a canvas.
+// Icicle graph (root at the top, or at the bottom when inverted) of a
+// FrameNode tree on a canvas. Used for CPU samples, memory growth, the
+// sandwich view's callers/callees and the differential graph of two runs.
+//
+// Cost model: a zoom does one layout (one pass over the frames wide enough to
+// see, at most every node once) and one paint; hovering repaints only the two
+// frames whose outline changes. What browser tests read (the mirrors of what
+// is drawn) is written to the DOM after the frame is painted.
 
-import { fitCanvas, placeTooltip } from "./dom.ts";
+import { el, fitCanvas, onWidth, placeTooltip } from "./dom.ts";
 import { count, percent, splitFrame } from "./format.ts";
+import { followZoom, labelPath, matchedSamples, pathOf, ROOT_NAME, selfByFrame, type FrameNode } from "./tree.ts";
 
-export interface CollapsedLine {
-  stack: string[];
-  count: number;
-}
-
-export interface FrameNode {
-  name: string;
-  total: number;
-  self: number;
-  depth: number;
-  parent: FrameNode | null;
-  children: FrameNode[];
-}
-
-export const ROOT_NAME = "all";
-
-/**
- * Parse flamegraph.pl collapsed text. The count is after the LAST space,
- * because frames themselves contain spaces ("fn (file:1)").
- */
-export function parseCollapsed(text: string): CollapsedLine[] {
-  const out: CollapsedLine[] = [];
-  for (const raw of text.split("\n")) {
-    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
-    const sp = line.lastIndexOf(" ");
-    if (sp < 0) continue;
-    const tail = line.slice(sp + 1);
-    if (!/^\d+$/.test(tail)) continue;
-    const head = line.slice(0, sp);
-    out.push({ stack: head === "" ? [] : head.split(";"), count: Number(tail) });
-  }
-  return out;
-}
-
-/** Merge stacks into a tree; children sorted biggest first so the eye finds the hot path on the left. */
-export function buildTree(lines: CollapsedLine[]): FrameNode {
-  const mk = (name: string, parent: FrameNode | null, depth: number): FrameNode => ({
-    name,
-    total: 0,
-    self: 0,
-    depth,
-    parent,
-    children: [],
-  });
-  // Most nodes have a handful of children: scan those, and only index the
-  // wide ones (a per-node Map costs seconds on profiles with millions of frames).
-  const index = new Map<FrameNode, Map<string, FrameNode>>();
-  const child = (node: FrameNode, frame: string): FrameNode => {
-    const kids = node.children;
-    let c: FrameNode | undefined;
-    if (kids.length <= 8) {
-      for (const k of kids) if (k.name === frame) return k;
-    } else {
-      let m = index.get(node);
-      if (!m) index.set(node, (m = new Map(kids.map((k) => [k.name, k]))));
-      c = m.get(frame);
-      if (c) return c;
-      c = mk(frame, node, node.depth + 1);
-      m.set(frame, c);
-      kids.push(c);
-      return c;
-    }
-    c = mk(frame, node, node.depth + 1);
-    kids.push(c);
-    return c;
-  };
-  const root = mk(ROOT_NAME, null, 0);
-  for (const { stack, count: n } of lines) {
-    if (n <= 0) continue;
-    root.total += n;
-    let node = root;
-    for (const frame of stack) {
-      node = child(node, frame);
-      node.total += n;
-    }
-    node.self += n;
-  }
-  const order = (a: FrameNode, b: FrameNode) => b.total - a.total || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-  const todo = [root];
-  while (todo.length) {
-    const n = todo.pop()!;
-    if (n.children.length > 1) n.children.sort(order);
-    for (const c of n.children) todo.push(c);
-  }
-  return root;
-}
-
-/** Self samples per distinct frame label over the whole tree: the "heat" of a function. */
-export function selfByFrame(root: FrameNode): Map<string, number> {
-  const m = new Map<string, number>();
-  const walk = (n: FrameNode) => {
-    if (n.parent && n.self > 0) m.set(n.name, (m.get(n.name) ?? 0) + n.self);
-    n.children.forEach(walk);
-  };
-  walk(root);
-  return m;
-}
-
-/** Samples in which some frame matches `pred`, counting nested matches (recursion) once. */
-export function matchedSamples(root: FrameNode, pred: (name: string) => boolean): number {
-  let sum = 0;
-  const walk = (n: FrameNode) => {
-    if (n.parent && pred(n.name)) sum += n.total;
-    else n.children.forEach(walk);
-  };
-  walk(root);
-  return sum;
-}
-
-export function pathOf(n: FrameNode): FrameNode[] {
-  const p: FrameNode[] = [];
-  for (let c: FrameNode | null = n; c; c = c.parent) p.unshift(c);
-  return p;
-}
-
-// ---------------------------------------------------------------- drawing
+export { buildTree, parseCollapsed, ROOT_NAME, type FrameNode } from "./tree.ts";
 
 const ROW = 20;
 const FONT = '12px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
 const MIN_W = 0.4; // frames thinner than this (CSS px) are not drawn at all
 // Browsers refuse very tall canvases; runaway recursion is cut off here (zoom in to see deeper).
 const MAX_ROWS = 400;
+const SEARCH_FILL = "hsl(280 65% 68%)";
+const DIM_FILL = "#e4e6ea";
+const ROOT_FILL = "#cfd6de";
 
-interface Rect {
-  x: number;
-  y: number;
-  w: number;
-  node: FrameNode;
-}
-
-function heatColour(heat: number): string {
+export function heatColour(heat: number): string {
   // sqrt so that functions with a few % of self time are already warm.
   const t = Math.sqrt(Math.max(0, Math.min(1, heat)));
   const hue = 46 - 42 * t;
@@ -142,37 +30,111 @@ function heatColour(heat: number): string {
   return `hsl(${hue.toFixed(1)} 88% ${light.toFixed(1)}%)`;
 }
 
-export class FlameGraph {
+export interface TipRow {
+  label: string;
+  testid: string;
+  value: number | string;
+  text: string;
+}
+
+export interface FlameOptions<N extends FrameNode> {
+  /** Prefix of the data-testids: `${id}-graph`, `${id}-tooltip`, `${id}-top-frames`, `${id}-drawn`. */
+  id: string;
+  label: string;
+  /** Root at the bottom, children above (the sandwich's callers). */
+  inverted?: boolean;
+  /** Fill of a frame; default: heat = the function's self total over the tree. */
+  colour?: (n: N) => string;
+  /** Tooltip rows; default: Total and Self in samples with their share of `shareOf`. */
+  tipRows?: (n: N) => TipRow[];
+  /** Denominator of the shares in the default tooltip (default: the root's total). */
+  shareOf?: () => number;
+  /** Text on the root bar. */
+  rootText?: (n: N) => string;
+  /** Extra data-* on the mirrored top frames. */
+  mirror?: (n: N, d: DOMStringMap) => void;
+  onChange?: (focus: N, matched: number | null) => void;
+}
+
+interface Rect<N> {
+  x: number;
+  y: number;
+  w: number;
+  row: number;
+  node: N;
+}
+
+export class FlameGraph<N extends FrameNode = FrameNode> {
+  readonly element: HTMLElement;
   readonly canvas: HTMLCanvasElement;
-  private readonly root: FrameNode;
-  private readonly heat: Map<string, number>;
-  private readonly maxHeat: number;
-  private focus: FrameNode;
+  readonly tooltip: HTMLElement;
+  private readonly topList: HTMLUListElement;
+  private readonly drawnList: HTMLUListElement;
+  private root!: N;
+  private heat = new Map<string, number>();
+  private maxHeat = 1;
+  private focus!: N;
   private search = "";
-  private hover: FrameNode | null = null;
-  private rects: Rect[] = [];
+  private hover: Rect<N> | null = null;
+  private rects: Rect<N>[] = [];
+  private rows: Rect<N>[][] = [];
   private width = 0;
   private height = 0;
   private ctx: CanvasRenderingContext2D | null = null;
+  private mirrorTimer = 0;
+  private readonly textW = new Map<string, number>();
+  private readonly stopWidth: () => void;
+  /** Milliseconds the last layout + paint took (what a zoom costs). */
+  lastDrawMs = 0;
 
   constructor(
-    root: FrameNode,
-    private readonly tooltip: HTMLElement,
-    private readonly topList: HTMLUListElement,
-    private readonly drawnList: HTMLUListElement,
-    private readonly onChange: (focus: FrameNode, matched: number | null) => void,
+    root: N,
+    private readonly opt: FlameOptions<N>,
   ) {
+    const id = opt.id;
+    this.canvas = el("canvas", {
+      class: "flame-canvas",
+      "data-testid": `${id}-graph`,
+      tabindex: 0,
+      role: "img",
+      "aria-label": `${opt.label}. Arrow keys move between frames, Enter zooms, Escape resets.`,
+    });
+    this.tooltip = el("div", { class: "tooltip", "data-testid": `${id}-tooltip`, role: "tooltip", hidden: true });
+    this.topList = el("ul", { class: "visually-hidden", "data-testid": `${id}-top-frames` });
+    this.drawnList = el("ul", { class: "visually-hidden", "data-testid": `${id}-drawn` });
+    this.element = el("div", { class: "flame-box" }, this.canvas, this.topList, this.drawnList, this.tooltip);
+    this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
+    this.canvas.addEventListener("mouseleave", () => this.setHover(null));
+    this.canvas.addEventListener("click", (e) => this.onClick(e));
+    this.canvas.addEventListener("keydown", (e) => this.onKey(e));
+    this.canvas.addEventListener("focus", () => {
+      if (!this.hover) this.setHover(this.rects.find((r) => r.node === this.focus) ?? null, true);
+    });
+    this.canvas.addEventListener("blur", () => this.setHover(null));
+    this.setTree(root);
+    this.stopWidth = onWidth(this.element, (w) => this.resize(w));
+  }
+
+  /** Replace the tree (a live run grew): keeps the zoom on the same frames and the search. */
+  setTree(root: N): void {
+    const old = this.focus;
     this.root = root;
-    this.focus = root;
     this.heat = selfByFrame(root);
     this.maxHeat = Math.max(1, ...this.heat.values());
-    this.canvas = document.createElement("canvas");
-    this.canvas.className = "flame-canvas";
-    this.canvas.dataset.testid = "flame-graph";
     this.canvas.dataset.rootTotal = String(root.total);
-    this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
-    this.canvas.addEventListener("mouseleave", () => this.setHover(null, null));
-    this.canvas.addEventListener("click", (e) => this.onClick(e));
+    this.focus = (old ? followZoom(old, root) : root) as N;
+    this.hover = null;
+    this.tooltip.hidden = true;
+    this.layout();
+  }
+
+  get tree(): N {
+    return this.root;
+  }
+
+  destroy(): void {
+    this.stopWidth();
+    window.clearTimeout(this.mirrorTimer);
   }
 
   resize(width: number): void {
@@ -180,9 +142,10 @@ export class FlameGraph {
     this.layout();
   }
 
-  zoom(node: FrameNode): void {
+  zoom(node: N): void {
     this.focus = node;
-    this.setHover(null, null);
+    this.hover = null;
+    this.tooltip.hidden = true;
     this.layout();
   }
 
@@ -192,6 +155,10 @@ export class FlameGraph {
 
   get zoomed(): boolean {
     return this.focus !== this.root;
+  }
+
+  get focused(): N {
+    return this.focus;
   }
 
   setSearch(q: string): void {
@@ -205,42 +172,62 @@ export class FlameGraph {
   }
 
   private notify(): void {
-    this.onChange(this.focus, this.search ? matchedSamples(this.root, (n) => this.matches(n)) : null);
+    this.opt.onChange?.(this.focus, this.search ? matchedSamples(this.root, (n) => this.matches(n)) : null);
   }
 
-  /** Work out where every frame goes: depends only on width and zoom. */
+  /** Where every frame goes: depends only on width and zoom. */
   private layout(): void {
     if (this.width <= 0) return;
+    const t0 = performance.now();
     const W = this.width;
-    const rects: Rect[] = [];
-    const ancestors = pathOf(this.focus);
-    ancestors.forEach((n, i) => rects.push({ x: 0, y: i * ROW, w: W, node: n }));
+    const rects: Rect<N>[] = [];
+    const rows: Rect<N>[][] = [];
+    const put = (r: Rect<N>) => {
+      rects.push(r);
+      (rows[r.row] ??= []).push(r);
+    };
+    pathOf(this.focus).forEach((n, i) => put({ x: 0, y: 0, w: W, row: i, node: n as N }));
     const scale = this.focus.total > 0 ? W / this.focus.total : 0;
-    const place = (n: FrameNode, x: number) => {
+    const fd = this.focus.depth;
+    // Depth-first, left to right: each row's rects come out sorted by x (hit-testing bisects them).
+    const stack: [N, number][] = [[this.focus, 0]];
+    while (stack.length) {
+      const [n, x] = stack.pop()!;
       let cx = x;
-      for (const c of n.children) {
+      const kids: [N, number][] = [];
+      for (const c of n.children as N[]) {
         const w = c.total * scale;
-        if (w >= MIN_W && c.depth - this.focus.depth < MAX_ROWS) {
-          rects.push({ x: cx, y: c.depth * ROW, w, node: c });
-          place(c, cx);
+        if (w >= MIN_W && c.depth - fd < MAX_ROWS) {
+          put({ x: cx, y: 0, w, row: c.depth, node: c });
+          kids.push([c, cx]);
         }
         cx += w;
       }
-    };
-    place(this.focus, 0);
+      for (let i = kids.length - 1; i >= 0; i--) stack.push(kids[i]);
+    }
+    // The pushes above are preorder per parent, not per row: sort each row once.
+    for (const r of rows) if (r && r.length > 1) r.sort((a, b) => a.x - b.x);
+    const nrows = rows.length || 1;
+    for (const r of rects) r.y = (this.opt.inverted ? nrows - 1 - r.row : r.row) * ROW;
     this.rects = rects;
-    const rows = rects.reduce((m, r) => Math.max(m, r.y / ROW + 1), 1);
-    this.height = rows * ROW;
+    this.rows = rows;
+    this.height = nrows * ROW;
     this.ctx = fitCanvas(this.canvas, W, this.height);
-    this.canvas.dataset.zoom = this.focus === this.root ? "" : pathOf(this.focus).slice(1).map((n) => n.name).join(";");
-    this.canvas.dataset.zoomTotal = String(this.focus.total);
-    this.exposeDom();
+    this.hover = null;
     this.paint();
+    this.lastDrawMs = performance.now() - t0;
+    this.scheduleMirror();
     this.notify();
   }
 
+  private scheduleMirror(): void {
+    window.clearTimeout(this.mirrorTimer);
+    this.mirrorTimer = window.setTimeout(() => this.mirror(), 0);
+  }
+
   /** Mirror what is drawn into (visually hidden) lists so browser tests can read it. */
-  private exposeDom(): void {
+  private mirror(): void {
+    const t0 = performance.now();
     const top = this.rects.filter((r) => r.node.parent === this.focus);
     const topItems = top.map((r) => {
       const li = document.createElement("li");
@@ -253,7 +240,9 @@ export class FlameGraph {
       d.y = String(r.y);
       d.w = r.w.toFixed(1);
       d.h = String(ROW);
-      li.textContent = `${r.node.name}: ${r.node.total} samples`;
+      d.fill = this.fill(r.node);
+      this.opt.mirror?.(r.node, d);
+      li.textContent = r.node.name;
       return li;
     });
     this.topList.replaceChildren(...topItems);
@@ -269,6 +258,20 @@ export class FlameGraph {
       drawnItems.push(li);
     }
     this.drawnList.replaceChildren(...drawnItems);
+    const d = this.canvas.dataset;
+    d.drawMs = this.lastDrawMs.toFixed(2);
+    d.mirrorMs = (performance.now() - t0).toFixed(2);
+    d.frames = String(this.rects.length);
+    d.zoomTotal = String(this.focus.total);
+    // Last: tests wait for data-zoom to change, then read the lists.
+    d.zoom = this.focus === this.root ? "" : labelPath(this.focus).join(";");
+  }
+
+  private fill(n: N): string {
+    if (!n.parent) return ROOT_FILL;
+    if (this.search) return this.matches(n.name) ? SEARCH_FILL : DIM_FILL;
+    if (this.opt.colour) return this.opt.colour(n);
+    return heatColour((this.heat.get(n.name) ?? 0) / this.maxHeat);
   }
 
   private paint(): void {
@@ -277,112 +280,212 @@ export class FlameGraph {
     ctx.clearRect(0, 0, this.width, this.height);
     ctx.font = FONT;
     ctx.textBaseline = "middle";
-    const searching = this.search !== "";
-    const ellipsisW = ctx.measureText("…").width;
-    for (const r of this.rects) {
-      const n = r.node;
-      const aboveFocus = n.depth < this.focus.depth;
-      let fill: string;
-      if (!n.parent) fill = "#cfd6de";
-      else if (searching) fill = this.matches(n.name) ? "hsl(280 65% 68%)" : "#e4e6ea";
-      else fill = heatColour((this.heat.get(n.name) ?? 0) / this.maxHeat);
-      ctx.globalAlpha = aboveFocus ? 0.55 : 1;
-      ctx.fillStyle = fill;
-      // A 1px gap between neighbours keeps narrow frames distinguishable.
-      const gap = r.w > 3 ? 1 : 0;
-      ctx.fillRect(r.x, r.y, Math.max(r.w - gap, 0.5), ROW - 1);
-      if (n === this.hover) {
-        ctx.strokeStyle = "#1b1f24";
-        ctx.lineWidth = 1.5;
-        ctx.strokeRect(r.x + 0.75, r.y + 0.75, Math.max(r.w - gap - 1.5, 0.5), ROW - 2.5);
-      }
-      if (r.w > 20) {
-        ctx.fillStyle = "#1b1f24";
-        ctx.fillText(this.label(ctx, n, r.w - 8, ellipsisW), r.x + 4, r.y + ROW / 2);
-      }
+    for (const r of this.rects) this.paintRect(ctx, r, false);
+    if (this.hover) this.paintRect(ctx, this.hover, true);
+    ctx.globalAlpha = 1;
+  }
+
+  private paintRect(ctx: CanvasRenderingContext2D, r: Rect<N>, outlined: boolean): void {
+    const n = r.node;
+    ctx.globalAlpha = n.depth < this.focus.depth ? 0.55 : 1;
+    // A 1px gap between neighbours keeps narrow frames distinguishable.
+    const gap = r.w > 3 ? 1 : 0;
+    const w = Math.max(r.w - gap, 0.5);
+    ctx.clearRect(r.x, r.y, w, ROW - 1);
+    ctx.fillStyle = this.fill(n);
+    ctx.fillRect(r.x, r.y, w, ROW - 1);
+    if (outlined) {
+      ctx.globalAlpha = 1;
+      ctx.strokeStyle = "#1b1f24";
+      ctx.lineWidth = 1.5;
+      ctx.strokeRect(r.x + 0.75, r.y + 0.75, Math.max(w - 1.5, 0.5), ROW - 2.5);
+    }
+    if (r.w > 20) {
+      ctx.fillStyle = "#1b1f24";
+      ctx.fillText(this.label(ctx, n, r.w - 8), r.x + 4, r.y + ROW / 2);
     }
     ctx.globalAlpha = 1;
   }
 
-  /** The longest of "fn (file.py:3)", "fn", "f…" that fits. */
-  private label(ctx: CanvasRenderingContext2D, n: FrameNode, max: number, ellipsisW: number): string {
-    if (!n.parent) return fitText(ctx, `all (${count(n.total)} samples)`, max, ellipsisW);
-    const long = shortLabel(n.name);
-    if (ctx.measureText(long).width <= max) return long;
-    return fitText(ctx, splitFrame(n.name).fn, max, ellipsisW);
+  private measure(ctx: CanvasRenderingContext2D, s: string): number {
+    let w = this.textW.get(s);
+    if (w === undefined) {
+      w = ctx.measureText(s).width;
+      if (this.textW.size > 50000) this.textW.clear();
+      this.textW.set(s, w);
+    }
+    return w;
   }
 
-  private hit(e: MouseEvent): Rect | null {
-    const b = this.canvas.getBoundingClientRect();
-    const x = e.clientX - b.left;
-    const y = e.clientY - b.top;
-    const row = Math.floor(y / ROW);
-    for (const r of this.rects) {
-      if (r.y === row * ROW && x >= r.x && x < r.x + r.w) return r;
+  /** The longest of "fn (file.py:3)", "fn", "f…" that fits. */
+  private label(ctx: CanvasRenderingContext2D, n: N, max: number): string {
+    if (!n.parent) return this.fit(ctx, this.rootText(n), max);
+    const long = shortLabel(n.name);
+    if (this.measure(ctx, long) <= max) return long;
+    return this.fit(ctx, splitFrame(n.name).fn, max);
+  }
+
+  private rootText(n: N): string {
+    if (this.opt.rootText) return this.opt.rootText(n);
+    if (n.name === ROOT_NAME) return `all (${count(n.total)} samples)`;
+    return `${shortLabel(n.name)} · ${count(n.total)} samples`;
+  }
+
+  private fit(ctx: CanvasRenderingContext2D, s: string, max: number): string {
+    const full = this.measure(ctx, s);
+    if (full <= max) return s;
+    const ell = this.measure(ctx, "…");
+    // Estimate from the average glyph width, then trim until it really fits.
+    let n = Math.floor(((max - ell) * s.length) / full);
+    while (n > 0 && ctx.measureText(s.slice(0, n)).width + ell > max) n--;
+    return n > 0 ? s.slice(0, n) + "…" : "";
+  }
+
+  private rectAt(x: number, y: number): Rect<N> | null {
+    const nrows = this.rows.length;
+    let row = Math.floor(y / ROW);
+    if (this.opt.inverted) row = nrows - 1 - row;
+    const list = this.rows[row];
+    if (!list) return null;
+    let lo = 0;
+    let hi = list.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const r = list[mid];
+      if (x < r.x) hi = mid - 1;
+      else if (x >= r.x + r.w) lo = mid + 1;
+      else return r;
     }
     return null;
   }
 
-  private onMove(e: MouseEvent): void {
-    const r = this.hit(e);
-    this.setHover(r ? r.node : null, e);
+  private hit(e: MouseEvent): Rect<N> | null {
+    const b = this.canvas.getBoundingClientRect();
+    return this.rectAt(e.clientX - b.left, e.clientY - b.top);
   }
 
-  private setHover(node: FrameNode | null, e: MouseEvent | null): void {
-    if (node !== this.hover) {
-      this.hover = node;
-      this.canvas.style.cursor = node ? "pointer" : "default";
-      if (node) this.fillTooltip(node);
-      this.paint();
+  private onMove(e: MouseEvent): void {
+    const r = this.hit(e);
+    this.setHover(r);
+    if (r) placeTooltip(this.tooltip, e.clientX, e.clientY);
+  }
+
+  /** Outline `r` (repainting only the old and the new frame) and fill the tooltip. */
+  private setHover(r: Rect<N> | null, placeAtRect = false): void {
+    if (r !== this.hover) {
+      const old = this.hover;
+      this.hover = r;
+      this.canvas.style.cursor = r ? "pointer" : "default";
+      const ctx = this.ctx;
+      if (ctx) {
+        ctx.font = FONT;
+        ctx.textBaseline = "middle";
+        if (old && this.rects.includes(old)) this.paintRect(ctx, old, false);
+        if (r) this.paintRect(ctx, r, true);
+      }
+      if (r) this.fillTooltip(r.node);
     }
-    if (!node || !e) {
+    if (!r) {
       this.tooltip.hidden = true;
       return;
     }
-    placeTooltip(this.tooltip, e.clientX, e.clientY);
+    if (placeAtRect) {
+      const b = this.canvas.getBoundingClientRect();
+      placeTooltip(this.tooltip, b.left + r.x + Math.min(r.w / 2, 40), b.top + r.y + ROW);
+    }
   }
 
-  private fillTooltip(n: FrameNode): void {
-    const all = this.root.total;
+  private fillTooltip(n: N): void {
     const t = this.tooltip;
     t.replaceChildren();
-    const line = (cls: string, ...parts: (string | Node)[]) => {
-      const d = document.createElement("div");
-      d.className = cls;
-      d.append(...parts);
-      t.appendChild(d);
-      return d;
-    };
-    if (!n.parent) {
-      line("tip-title", "all samples");
+    if (!n.parent && n.name === ROOT_NAME) {
+      t.append(el("div", { class: "tip-title" }, this.opt.rootText ? this.opt.rootText(n) : "all samples"));
     } else {
       const f = splitFrame(n.name);
-      line("tip-title", f.fn);
-      if (f.file) line("tip-loc", `${f.file}:${f.line}`);
+      t.append(el("div", { class: "tip-title" }, f.fn));
+      if (f.file) t.append(el("div", { class: "tip-loc" }, `${f.file}:${f.line}`));
     }
-    const stat = (label: string, testid: string, v: number) => {
-      const s = document.createElement("span");
-      s.dataset.testid = testid;
-      s.dataset.value = String(v);
-      s.textContent = `${count(v)} samples (${percent(v, all)})`;
-      const k = document.createElement("span");
-      k.className = "tip-key";
-      k.textContent = label;
-      line("tip-stat", k, s);
-    };
-    stat("Total", "flame-tooltip-total", n.total);
-    stat("Self", "flame-tooltip-self", n.self);
+    const rows = this.opt.tipRows ? this.opt.tipRows(n) : this.defaultRows(n);
+    for (const r of rows) {
+      t.append(
+        el(
+          "div",
+          { class: "tip-stat" },
+          el("span", { class: "tip-key" }, r.label),
+          el("span", { "data-testid": r.testid, "data-value": r.value }, r.text),
+        ),
+      );
+    }
     t.dataset.frame = n.name;
+  }
+
+  private defaultRows(n: N): TipRow[] {
+    const all = this.opt.shareOf ? this.opt.shareOf() : this.root.total;
+    const row = (label: string, testid: string, v: number): TipRow => ({
+      label,
+      testid,
+      value: v,
+      text: `${count(v)} samples (${percent(v, all)})`,
+    });
+    return [row("Total", `${this.opt.id}-tooltip-total`, n.total), row("Self", `${this.opt.id}-tooltip-self`, n.self)];
   }
 
   private onClick(e: MouseEvent): void {
     const r = this.hit(e);
     if (!r) return;
-    // Clicking the top bar always goes back to the whole profile.
-    if (!r.node.parent) this.reset();
-    else if (r.node !== this.focus) this.zoom(r.node);
+    this.activate(r.node);
     const again = this.hit(e);
-    if (again) this.setHover(again.node, e);
+    this.setHover(again);
+    if (again) placeTooltip(this.tooltip, e.clientX, e.clientY);
+  }
+
+  /** Click / Enter: the root bar goes back to the whole tree, any other frame zooms. */
+  private activate(n: N): void {
+    if (!n.parent) this.reset();
+    else if (n !== this.focus) this.zoom(n);
+  }
+
+  private onKey(e: KeyboardEvent): void {
+    const cur = this.hover;
+    const k = e.key;
+    if (k === "Escape") {
+      if (this.zoomed) {
+        this.reset();
+        this.setHover(this.rects[0] ?? null, true);
+        e.preventDefault();
+        e.stopPropagation();
+      }
+      return;
+    }
+    if (k === "Enter" || k === " ") {
+      if (cur) {
+        const node = cur.node;
+        this.activate(node);
+        this.setHover(this.rects.find((r) => r.node === node) ?? null, true);
+      }
+      e.preventDefault();
+      return;
+    }
+    const down = this.opt.inverted ? "ArrowUp" : "ArrowDown";
+    const up = this.opt.inverted ? "ArrowDown" : "ArrowUp";
+    if (![down, up, "ArrowLeft", "ArrowRight"].includes(k)) return;
+    e.preventDefault();
+    if (!cur) {
+      this.setHover(this.rects[0] ?? null, true);
+      return;
+    }
+    let next: Rect<N> | undefined;
+    if (k === down) {
+      const kids = this.rows[cur.row + 1] ?? [];
+      next = kids.find((r) => r.node.parent === cur.node);
+    } else if (k === up) {
+      next = this.rects.find((r) => r.node === cur.node.parent);
+    } else {
+      const row = this.rows[cur.row] ?? [];
+      const i = row.indexOf(cur);
+      next = row[k === "ArrowLeft" ? i - 1 : i + 1];
+    }
+    if (next) this.setHover(next, true);
   }
 }
 
@@ -391,13 +494,4 @@ function shortLabel(frame: string): string {
   const f = splitFrame(frame);
   if (!f.file) return f.fn;
   return `${f.fn} (${f.file.slice(f.file.lastIndexOf("/") + 1)}:${f.line})`;
-}
-
-function fitText(ctx: CanvasRenderingContext2D, s: string, max: number, ellipsisW: number): string {
-  if (ctx.measureText(s).width <= max) return s;
-  // Estimate from the average glyph width, then trim until it really fits.
-  const avg = ctx.measureText(s).width / s.length;
-  let n = Math.floor((max - ellipsisW) / avg);
-  while (n > 0 && ctx.measureText(s.slice(0, n)).width + ellipsisW > max) n--;
-  return n > 0 ? s.slice(0, n) + "…" : "";
 }

@@ -5,6 +5,14 @@ export function mib(kib: number, digits = 1): string {
   return `${(kib / 1024).toFixed(digits)} MiB`;
 }
 
+/** KiB as the most readable unit: "512 KiB", "12.3 MiB", "1.50 GiB". */
+export function size(kib: number): string {
+  const a = Math.abs(kib);
+  if (a < 1024) return `${Math.round(kib)} KiB`;
+  if (a < 1024 * 1024) return `${(kib / 1024).toFixed(a < 10 * 1024 ? 2 : 1)} MiB`;
+  return `${(kib / 1024 / 1024).toFixed(2)} GiB`;
+}
+
 export function count(n: number): string {
   return Math.round(n).toLocaleString("en-US");
 }
@@ -81,4 +89,58 @@ export function splitFrame(frame: string): { fn: string; file: string; line: str
     }
   }
   return { fn: frame, file: "", line: "" };
+}
+
+// ---------------------------------------------------------------- time axis
+
+/** Tick steps for a wall-clock axis, in seconds: decimal below a second, clock-like above. */
+const CLOCK_STEPS = [
+  0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600,
+  7200, 10800, 21600, 43200, 86400,
+];
+
+export function clockStep(spanS: number, n: number): number {
+  const raw = spanS / Math.max(1, n);
+  return CLOCK_STEPS.find((s) => s >= raw) ?? Math.ceil(raw / 86400) * 86400;
+}
+
+/**
+ * Ticks for a wall-clock axis between two instants (ms since the epoch), at
+ * round local times (whole seconds, minutes, hours...), about `n` of them.
+ */
+export function clockTicks(fromMs: number, toMs: number, n: number): { ticks: number[]; step: number } {
+  if (!(toMs > fromMs)) return { ticks: [fromMs], step: 1 };
+  const step = clockStep((toMs - fromMs) / 1000, n);
+  const stepMs = step * 1000;
+  // Align in local time so that hour ticks fall on the hour where the zone is not whole hours off UTC.
+  const off = -new Date(fromMs).getTimezoneOffset() * 60000;
+  const out: number[] = [];
+  for (let v = Math.ceil((fromMs + off) / stepMs) * stepMs - off; v <= toMs + 1e-6; v += stepMs) {
+    out.push(Math.round(v));
+  }
+  return { ticks: out, step };
+}
+
+const pad = (v: number, w = 2) => String(v).padStart(w, "0");
+
+/** Local wall-clock label with as many decimals of the second as the tick step needs. */
+export function clockLabel(ms: number, stepS: number): string {
+  const d = new Date(ms);
+  const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  if (stepS >= 60) return hm;
+  const s = `${hm}:${pad(d.getSeconds())}`;
+  if (stepS >= 1) return s;
+  const digits = stepS >= 0.1 ? 1 : stepS >= 0.01 ? 2 : 3;
+  return `${s}.${pad(d.getMilliseconds(), 3).slice(0, digits)}`;
+}
+
+/** Seconds on the profile clock as an axis label: "1.5 s". */
+export function relLabel(t: number): string {
+  return `${Number(t.toPrecision(6))} s`;
+}
+
+/** The date part for an absolute axis: "2026-11-25" (local). */
+export function localDate(ms: number): string {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 }

@@ -1,12 +1,34 @@
-// Run page: metadata header, then the Memory and CPU views as tabs.
+// Run page: metadata header, export links, and the Memory, Growth and CPU
+// views as tabs. A time range (?from=&to= in the URL, picked in the Memory
+// view) narrows the CPU and Growth views. A live run is polled every 2 s and
+// its views refresh in place.
 
-import { ApiError, getCollapsed, getFunctions, getRun, type FunctionRow, type RunDetail } from "./api.ts";
-import { el, onWidth, statusBadge } from "./dom.ts";
-import { buildTree, FlameGraph, parseCollapsed, type FrameNode } from "./flame.ts";
-import { ago, absoluteTime, count, duration, hz, mib, percent } from "./format.ts";
+import { ApiError, collapsedUrl, getRun, speedscopeUrl, type RunDetail, type Window } from "./api.ts";
+import { cpuView, type View } from "./cpu.ts";
+import { el, statusBadge } from "./dom.ts";
+import { ago, absoluteTime, count, duration, hz, mib, seconds } from "./format.ts";
+import { growthView } from "./growth.ts";
 import { memoryView } from "./memory.ts";
 
-type Tab = "memory" | "cpu";
+type Tab = "memory" | "growth" | "cpu";
+
+export const POLL_MS = 2000;
+
+/** The time range in the page URL, if any and valid. */
+export function rangeFromSearch(search: string): Window | null {
+  const q = new URLSearchParams(search);
+  const from = q.get("from");
+  const to = q.get("to");
+  if (from === null || to === null || from === "" || to === "") return null;
+  const f = Number(from);
+  const t = Number(to);
+  return isFinite(f) && isFinite(t) && t > f && f >= 0 ? { from: f, to: t } : null;
+}
+
+function roundT(t: number): string {
+  // Microseconds are finer than any sampling period: keeps URLs short.
+  return String(Math.round(t * 1e6) / 1e6);
+}
 
 export async function renderRun(root: HTMLElement, id: string): Promise<void> {
   root.replaceChildren(el("p", { class: "muted loading" }, "Loading run…"));
@@ -21,53 +43,195 @@ export async function renderRun(root: HTMLElement, id: string): Promise<void> {
   document.title = `${run.function || run.id} · ${run.project} · vmprof-viewer`;
 
   const hasMemory = run.memory !== false && run.peak_rss_kb > 0;
-  const views: Record<Tab, { panel: HTMLElement; init?: () => void }> = {
-    memory: { panel: el("div", { class: "tab-panel", role: "tabpanel", "data-testid": "memory-panel" }) },
-    cpu: { panel: el("div", { class: "tab-panel", role: "tabpanel", "data-testid": "cpu-panel" }) },
-  };
-  views.memory.init = () => {
-    if (hasMemory) views.memory.panel.append(memoryView(run.id).element);
-    else
-      views.memory.panel.append(
-        el(
-          "section",
-          { class: "panel empty" },
-          el("span", { "data-testid": "peak-rss", "data-kib": 0 }, "Memory (RSS) was not recorded for this run."),
-        ),
-      );
-  };
-  views.cpu.init = () => cpuView(views.cpu.panel, run);
+  let range = rangeFromSearch(location.search);
+  const tabNames: Tab[] = hasMemory ? ["memory", "growth", "cpu"] : ["memory", "cpu"];
 
-  const tabs = (["memory", "cpu"] as Tab[]).map((t) =>
+  interface Slot {
+    panel: HTMLElement;
+    view: View | null;
+    make: () => View | HTMLElement;
+  }
+  const slots = {} as Record<Tab, Slot>;
+  const rangeBanner = (tab: Tab) => {
+    if (!range) return null;
+    const r = range;
+    const clear = el("button", { type: "button", class: "btn", "data-testid": "range-clear" }, "Whole run");
+    clear.addEventListener("click", () => setRange(null, tab));
+    const end = run.t_end_s;
+    return el(
+      "div",
+      { class: "range-banner", "data-testid": "range-banner", "data-from": r.from, "data-to": r.to, role: "status" },
+      el("strong", {}, "Time range "),
+      `${seconds(r.from)} – ${seconds(r.to)}`,
+      el(
+        "span",
+        { class: "muted" },
+        ` (${seconds(r.to - r.from)}${end ? ` of the run's ${seconds(end)}` : ""}, picked in the Memory view)`,
+      ),
+      el("span", { class: "spacer" }),
+      clear,
+    );
+  };
+  const make = (tab: Tab): Slot["make"] => {
+    if (tab === "memory")
+      return () =>
+        hasMemory
+          ? memoryView({
+              runId: run.id,
+              startTime: run.start_time,
+              tEnd: () => run.t_end_s,
+              initial: range,
+              onRange: (w, t) => setRange(w, t),
+            })
+          : el(
+              "section",
+              { class: "panel empty" },
+              el("span", { "data-testid": "peak-rss", "data-kib": 0 }, "Memory (RSS) was not recorded for this run."),
+            );
+    if (tab === "growth") return () => growthView(run, range);
+    return () => cpuView(run, range);
+  };
+  for (const t of tabNames) {
+    slots[t] = {
+      panel: el("div", { class: "tab-panel", role: "tabpanel", id: `panel-${t}`, "data-testid": `${t}-panel` }),
+      view: null,
+      make: make(t),
+    };
+  }
+  let current: Tab = "memory";
+  const tabs = tabNames.map((t) =>
     el(
       "button",
-      { type: "button", role: "tab", class: "tab", "data-tab": t, "data-testid": `tab-${t}` },
-      t === "memory" ? "Memory" : "CPU",
+      {
+        type: "button",
+        role: "tab",
+        class: "tab",
+        id: `tab-${t}`,
+        "data-tab": t,
+        "data-testid": `tab-${t}`,
+        "aria-controls": `panel-${t}`,
+      },
+      t === "memory" ? "Memory" : t === "growth" ? "Memory growth" : "CPU",
     ),
   );
-  const show = (t: Tab) => {
-    for (const b of tabs) b.setAttribute("aria-selected", String(b.dataset.tab === t));
-    for (const [k, v] of Object.entries(views) as [Tab, (typeof views)[Tab]][]) {
-      v.panel.hidden = k !== t;
-      // Views build lazily: a canvas must be visible to know its width.
-      if (k === t && v.init) {
-        const init = v.init;
-        v.init = undefined;
-        init();
-      }
-    }
-    if (location.hash !== `#${t}`) history.replaceState(null, "", `#${t}`);
-  };
-  for (const b of tabs) b.addEventListener("click", () => show(b.dataset.tab as Tab));
 
+  const ensure = (t: Tab) => {
+    const s = slots[t];
+    // Views build lazily: a canvas must be visible to know its width.
+    if (s.view || s.panel.childElementCount) return;
+    const banner = t === "memory" ? null : rangeBanner(t);
+    const v = s.make();
+    if (v instanceof HTMLElement) s.panel.replaceChildren(v);
+    else {
+      s.view = v;
+      s.panel.replaceChildren(...(banner ? [banner] : []), v.element);
+    }
+  };
+
+  const show = (t: Tab, push = false) => {
+    current = t;
+    for (const b of tabs) {
+      const on = b.dataset.tab === t;
+      b.setAttribute("aria-selected", String(on));
+      b.tabIndex = on ? 0 : -1;
+    }
+    for (const k of tabNames) slots[k].panel.hidden = k !== t;
+    ensure(t);
+    const url = new URL(location.href);
+    url.hash = t;
+    if (url.href !== location.href) history[push ? "pushState" : "replaceState"](null, "", url);
+  };
+  tabs.forEach((b, i) => {
+    b.addEventListener("click", () => show(b.dataset.tab as Tab));
+    // Arrow keys move between tabs (the WAI-ARIA tabs pattern).
+    b.addEventListener("keydown", (e) => {
+      const d = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+      if (!d) return;
+      const next = tabs[(i + d + tabs.length) % tabs.length];
+      next.focus();
+      show(next.dataset.tab as Tab);
+    });
+  });
+
+  /** Drop the range-dependent views so they rebuild for the new range. */
+  const rebuild = (keepMemory: boolean) => {
+    for (const t of tabNames) {
+      if (t === "memory" && keepMemory) continue;
+      slots[t].view?.destroy();
+      slots[t].view = null;
+      slots[t].panel.replaceChildren();
+    }
+  };
+
+  function setRange(w: Window | null, tab: Tab): void {
+    range = w;
+    const url = new URL(location.href);
+    if (w) {
+      url.searchParams.set("from", roundT(w.from));
+      url.searchParams.set("to", roundT(w.to));
+    } else {
+      url.searchParams.delete("from");
+      url.searchParams.delete("to");
+    }
+    url.hash = tab;
+    history.pushState(null, "", url);
+    rebuild(true);
+    show(tab);
+    window.scrollTo({ top: 0 });
+  }
+
+  window.addEventListener("popstate", () => {
+    // Back from a range to the whole run (or the other way round).
+    const r = rangeFromSearch(location.search);
+    const same = (r === null && range === null) || (r && range && r.from === range.from && r.to === range.to);
+    if (!same) {
+      range = r;
+      rebuild(false);
+    }
+    const h = location.hash.slice(1) as Tab;
+    show(tabNames.includes(h) ? h : current);
+  });
+
+  let head = header(run);
+  const live = el("span", { class: "live-indicator", "data-testid": "live-indicator", hidden: true }, "updating every 2 s");
   root.replaceChildren(
-    header(run),
-    el("nav", { class: "tabs", role: "tablist" }, ...tabs),
-    views.memory.panel,
-    views.cpu.panel,
+    head,
+    el("nav", { class: "tabs", role: "tablist", "aria-label": "Views" }, ...tabs, el("span", { class: "spacer" }), live),
+    ...tabNames.map((t) => slots[t].panel),
   );
-  const fromHash = location.hash.slice(1);
-  show(fromHash === "cpu" || fromHash === "memory" ? fromHash : hasMemory ? "memory" : "cpu");
+  const fromHash = location.hash.slice(1) as Tab;
+  show(tabNames.includes(fromHash) ? fromHash : hasMemory ? "memory" : "cpu");
+
+  // ---- live runs
+  let polls = 0;
+  const poll = async () => {
+    let next: RunDetail;
+    try {
+      next = await getRun(run.id);
+    } catch {
+      window.setTimeout(poll, POLL_MS);
+      return;
+    }
+    polls++;
+    live.dataset.polls = String(polls);
+    const changed = next.samples !== run.samples || next.status !== run.status || next.t_end_s !== run.t_end_s;
+    run = next;
+    if (changed) {
+      const h = header(run);
+      head.replaceWith(h);
+      head = h;
+      await Promise.all(tabNames.map((t) => slots[t].view?.refresh()));
+    }
+    if (run.status === "live") window.setTimeout(poll, POLL_MS);
+    else {
+      live.hidden = true;
+      live.dataset.stopped = "1";
+    }
+  };
+  if (run.status === "live") {
+    live.hidden = false;
+    window.setTimeout(poll, POLL_MS);
+  }
 }
 
 function header(run: RunDetail): HTMLElement {
@@ -96,186 +260,36 @@ function header(run: RunDetail): HTMLElement {
       { class: "title-row" },
       el("h1", { "data-testid": "run-function" }, run.function || "(unnamed)"),
       statusBadge(run.status),
+      el("span", { class: "spacer" }),
+      el(
+        "div",
+        { class: "exports", "data-testid": "exports" },
+        el("span", { class: "muted" }, "Export:"),
+        el(
+          "a",
+          {
+            class: "btn btn-link",
+            href: speedscopeUrl(run.id),
+            download: `${run.id}.speedscope.json`,
+            "data-testid": "export-speedscope",
+            title: "Open in https://www.speedscope.app",
+          },
+          "speedscope JSON",
+        ),
+        el(
+          "a",
+          {
+            class: "btn btn-link",
+            href: collapsedUrl(run.id),
+            download: `${run.id}.collapsed.txt`,
+            "data-testid": "export-collapsed",
+            title: "flamegraph.pl's collapsed stacks",
+          },
+          "collapsed stacks",
+        ),
+      ),
     ),
     run.error ? el("div", { class: "error", "data-testid": "run-error" }, run.error) : null,
     el("dl", { class: "meta", "data-testid": "run-meta" }, ...items),
   );
-}
-
-function cpuView(panel: HTMLElement, run: RunDetail): void {
-  const status = el("p", { class: "muted loading" }, "Loading stacks…");
-  panel.append(status);
-  Promise.all([getCollapsed(run.id), getFunctions(run.id)])
-    .then(([text, fns]) => {
-      status.remove();
-      const tree = buildTree(parseCollapsed(text));
-      panel.append(flamePanel(tree), functionTable(fns.functions, fns.samples || tree.total));
-    })
-    .catch((e: Error) => {
-      status.className = "error";
-      status.dataset.testid = "error";
-      status.textContent = `Could not load the CPU profile: ${e.message}`;
-    });
-}
-
-// The flame graph's search box is also driven by the function table.
-let setFlameSearch: (q: string) => void = () => {};
-
-function flamePanel(tree: FrameNode): HTMLElement {
-  const search = el("input", {
-    type: "search",
-    class: "search",
-    placeholder: "Highlight frames…",
-    "aria-label": "Highlight frames matching",
-    "data-testid": "flame-search",
-  });
-  const found = el("span", { class: "muted", "data-testid": "flame-search-result" });
-  const reset = el("button", { type: "button", class: "btn", "data-testid": "flame-reset", hidden: true }, "Reset zoom");
-  const tooltip = el("div", { class: "tooltip", "data-testid": "flame-tooltip", role: "tooltip", hidden: true });
-  const topList = el("ul", { class: "visually-hidden", "data-testid": "flame-top-frames" });
-  const drawnList = el("ul", { class: "visually-hidden", "data-testid": "flame-drawn" });
-  const zoomInfo = el("span", { class: "muted", "data-testid": "flame-zoom-info" });
-
-  const flame = new FlameGraph(tree, tooltip, topList, drawnList, (focus, matched) => {
-    reset.hidden = !focus.parent;
-    zoomInfo.textContent = focus.parent ? `Zoomed: ${count(focus.total)} samples (${percent(focus.total, tree.total)})` : "";
-    found.textContent =
-      matched === null ? "" : `${count(matched)} of ${count(tree.total)} samples match (${percent(matched, tree.total)})`;
-    found.dataset.value = matched === null ? "" : String(matched);
-  });
-  const box = el("div", { class: "flame-box" }, flame.canvas);
-  if (tree.total === 0) box.replaceChildren(el("p", { class: "muted" }, "No stack samples in this run."));
-
-  search.addEventListener("input", () => flame.setSearch(search.value));
-  search.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && search.value) {
-      search.value = "";
-      flame.setSearch("");
-      e.stopPropagation();
-    }
-  });
-  setFlameSearch = (q) => {
-    search.value = q;
-    flame.setSearch(q);
-    search.scrollIntoView({ block: "nearest", behavior: "smooth" });
-  };
-  reset.addEventListener("click", () => flame.reset());
-  document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape" && box.isConnected && box.offsetParent !== null && flame.zoomed) flame.reset();
-  });
-  onWidth(box, (w) => flame.resize(w));
-
-  return el(
-    "section",
-    { class: "panel", "data-testid": "cpu-view" },
-    el("div", { class: "toolbar" }, search, found, el("span", { class: "spacer" }), zoomInfo, reset),
-    box,
-    el(
-      "div",
-      { class: "legend" },
-      el("span", { class: "swatch swatch-heat" }),
-      "colour: share of samples spent in the function itself (cool → hot)",
-      el("span", { class: "hint" }, "Click a frame to zoom · click the top bar or press Esc to reset"),
-    ),
-    topList,
-    drawnList,
-    tooltip,
-  );
-}
-
-type SortKey = "name" | "file" | "self" | "total";
-
-function functionTable(rows: FunctionRow[], samples: number): HTMLElement {
-  let key: SortKey = "total";
-  let desc = true;
-  const cols: { key: SortKey; label: string; cls?: string }[] = [
-    { key: "name", label: "Function" },
-    { key: "file", label: "Location" },
-    { key: "self", label: "Self %", cls: "num" },
-    { key: "total", label: "Total %", cls: "num" },
-    { key: "self", label: "Self", cls: "num" },
-    { key: "total", label: "Total", cls: "num" },
-  ];
-  const ths = cols.map((c) =>
-    el("th", { class: c.cls, "data-sort": c.key, scope: "col" }, el("button", { type: "button", class: "sort" }, c.label)),
-  );
-  // Two columns share each numeric key; the arrow goes on the one clicked.
-  let active = ths[3];
-  const tbody = el("tbody");
-  const MAX_ROWS = 2000;
-
-  const render = () => {
-    const dir = desc ? -1 : 1;
-    const sorted = [...rows].sort((a, b) => {
-      const va = key === "file" ? `${a.file}:${String(a.line).padStart(9, "0")}` : a[key];
-      const vb = key === "file" ? `${b.file}:${String(b.line).padStart(9, "0")}` : b[key];
-      if (va < vb) return -dir;
-      if (va > vb) return dir;
-      return b.total - a.total;
-    });
-    for (const th of ths) {
-      th.setAttribute("aria-sort", th === active ? (desc ? "descending" : "ascending") : "none");
-    }
-    tbody.replaceChildren(
-      ...sorted.slice(0, MAX_ROWS).map((f) => {
-        const tr = el(
-          "tr",
-          {
-            "data-testid": "function-row",
-            "data-name": f.name,
-            "data-file": f.file,
-            "data-line": f.line,
-            "data-self": f.self,
-            "data-total": f.total,
-            title: "Highlight in the flame graph",
-          },
-          el("td", { class: "fn" }, f.name),
-          // dir=ltr isolates the path from the cell's rtl (which only moves the ellipsis to the left).
-          el("td", { class: "loc", title: loc(f) }, el("span", { dir: "ltr" }, loc(f))),
-          pctCell(f.self, samples, "self-pct"),
-          pctCell(f.total, samples, "total-pct"),
-          el("td", { class: "num", "data-col": "self" }, count(f.self)),
-          el("td", { class: "num", "data-col": "total" }, count(f.total)),
-        );
-        tr.addEventListener("click", () => setFlameSearch(f.name));
-        return tr;
-      }),
-    );
-  };
-  ths.forEach((th) =>
-    th.addEventListener("click", () => {
-      active = th;
-      const k = th.dataset.sort as SortKey;
-      if (k === key) desc = !desc;
-      else {
-        key = k;
-        // Numbers read best biggest first, names A→Z.
-        desc = k === "self" || k === "total";
-      }
-      render();
-    }),
-  );
-  render();
-  return el(
-    "section",
-    { class: "panel" },
-    el("h2", {}, "Functions"),
-    el(
-      "div",
-      { class: "table-wrap" },
-      el("table", { class: "functions", "data-testid": "function-table" }, el("thead", {}, el("tr", {}, ...ths)), tbody),
-    ),
-    rows.length > MAX_ROWS ? el("p", { class: "muted" }, `Showing ${MAX_ROWS} of ${count(rows.length)} functions.`) : null,
-  );
-}
-
-function loc(f: FunctionRow): string {
-  return f.file ? `${f.file}:${f.line}` : "–";
-}
-
-function pctCell(v: number, whole: number, col: string): HTMLElement {
-  const td = el("td", { class: "num pct", "data-col": col }, percent(v, whole));
-  const share = whole > 0 ? Math.min(100, (100 * v) / whole) : 0;
-  td.style.setProperty("--share", `${share.toFixed(2)}%`);
-  return td;
 }

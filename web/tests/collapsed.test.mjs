@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { buildTree, matchedSamples, parseCollapsed, pathOf, selfByFrame } from "../.test-build/flame.js";
+import { buildTree, matchedSamples, parseCollapsed, pathOf, selfByFrame } from "../.test-build/tree.js";
 import { percent, splitFrame, ticks } from "../.test-build/format.js";
 
 const TEXT = [
