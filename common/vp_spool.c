@@ -27,6 +27,9 @@ static const char schema[] =
     " PRIMARY KEY(run_id, seq)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS forwarded("
     " run_id BLOB PRIMARY KEY, next_seq INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS copies("
+    " run_id BLOB NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL, body BLOB NOT NULL,"
+    " PRIMARY KEY(run_id, seq)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS run_info("
     " run_id BLOB PRIMARY KEY, version INTEGER, mode INTEGER, period_us INTEGER,"
     " first_t_ns INTEGER, seen INTEGER NOT NULL DEFAULT (unixepoch())) WITHOUT ROWID;";
@@ -55,7 +58,8 @@ int vp_spool_open(const char *path, uint64_t max_bytes, vp_spool **out, char *er
         goto fail;
     if (prepare(s, "INSERT OR IGNORE INTO batches(run_id, seq, kind, body) VALUES(?,?,?,?)", &s->put) ||
         prepare(s, "SELECT next_seq FROM forwarded WHERE run_id=?", &s->seen) ||
-        prepare(s, "SELECT coalesce(sum(length(body)),0) FROM batches", &s->bytes_q) ||
+        prepare(s, "SELECT (SELECT coalesce(sum(length(body)),0) FROM batches)"
+                   " + (SELECT coalesce(sum(length(body)),0) FROM copies)", &s->bytes_q) ||
         prepare(s, "SELECT run_id FROM batches GROUP BY run_id ORDER BY min(received), run_id LIMIT ?", &s->runs) ||
         prepare(s, "SELECT seq, kind, body FROM batches WHERE run_id=? ORDER BY seq LIMIT ?", &s->peek) ||
         prepare(s, "DELETE FROM batches WHERE run_id=? AND seq=?", &s->del) ||
@@ -232,12 +236,24 @@ void vp_spool_items_free(vp_spool_item *items, size_t count)
     }
 }
 
-int vp_spool_done(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq)
+int vp_spool_done(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq, int keep_copy)
 {
     int rc = VP_EIO;
     pthread_mutex_lock(&s->mu);
     if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         goto done;
+    int c = SQLITE_DONE;
+    if (keep_copy) {
+        sqlite3_stmt *cp = NULL;
+        c = sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO copies SELECT run_id, seq, kind, body"
+                                      " FROM batches WHERE run_id=? AND seq=?", -1, &cp, NULL);
+        if (c == SQLITE_OK) {
+            sqlite3_bind_blob(cp, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+            sqlite3_bind_int64(cp, 2, (sqlite3_int64)seq);
+            c = sqlite3_step(cp);
+        }
+        sqlite3_finalize(cp);
+    }
     sqlite3_bind_blob(s->mark, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(s->mark, 2, (sqlite3_int64)(seq + 1));
     int a = sqlite3_step(s->mark);
@@ -246,12 +262,64 @@ int vp_spool_done(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq
     sqlite3_bind_int64(s->del, 2, (sqlite3_int64)seq);
     int b = sqlite3_step(s->del);
     sqlite3_reset(s->del);
-    if (a == SQLITE_DONE && b == SQLITE_DONE &&
+    if (a == SQLITE_DONE && b == SQLITE_DONE && c == SQLITE_DONE &&
         sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
         rc = VP_OK;
     else
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 done:
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int vp_spool_copies_ready(vp_spool *s, uint8_t (*ids)[VP_RUN_ID_LEN], size_t cap)
+{
+    sqlite3_stmt *st = NULL;
+    int n = 0, step = SQLITE_ERROR;
+    pthread_mutex_lock(&s->mu);
+    if (sqlite3_prepare_v2(s->db, "SELECT run_id FROM copies WHERE kind=3 LIMIT ?", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)cap);
+        while ((step = sqlite3_step(st)) == SQLITE_ROW && (size_t)n < cap) {
+            if (sqlite3_column_bytes(st, 0) == VP_RUN_ID_LEN)
+                memcpy(ids[n++], sqlite3_column_blob(st, 0), VP_RUN_ID_LEN);
+        }
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return step == SQLITE_DONE || step == SQLITE_ROW ? n : VP_EIO;
+}
+
+int vp_spool_copies_each(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN],
+                         int (*fn)(void *ctx, const uint8_t *body, size_t len), void *ctx)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = VP_EIO, step = SQLITE_ERROR;
+    pthread_mutex_lock(&s->mu);
+    if (sqlite3_prepare_v2(s->db, "SELECT body FROM copies WHERE run_id=? ORDER BY seq", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_blob(st, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+        rc = VP_OK;
+        while (rc == VP_OK && (step = sqlite3_step(st)) == SQLITE_ROW)
+            rc = fn(ctx, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+        if (rc == VP_OK && step != SQLITE_DONE)
+            rc = VP_EIO;
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int vp_spool_copies_drop(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN])
+{
+    sqlite3_stmt *st = NULL;
+    int rc = VP_EIO;
+    pthread_mutex_lock(&s->mu);
+    if (sqlite3_prepare_v2(s->db, "DELETE FROM copies WHERE run_id=?", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_blob(st, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_DONE)
+            rc = VP_OK;
+    }
+    sqlite3_finalize(st);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }

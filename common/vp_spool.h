@@ -81,8 +81,21 @@ int vp_spool_peek(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], vp_spool_ite
 void vp_spool_items_free(vp_spool_item *items, size_t count);
 
 /* vp_spool_done removes a forwarded batch and remembers that seqs up to it
- * were forwarded, so a late resend is recognised as a duplicate. */
-int vp_spool_done(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq);
+ * were forwarded, so a late resend is recognised as a duplicate. With
+ * keep_copy the batch moves to the second sink's table instead of going. */
+int vp_spool_done(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq, int keep_copy);
+
+/* The second sink's table: batches kept by vp_spool_done(..., 1) until the
+ * whole run has gone to the second sink. */
+/* vp_spool_copies_ready lists up to cap runs whose kept copies include the
+ * CLOSE batch (the run is whole). Returns the count or a negative error. */
+int vp_spool_copies_ready(vp_spool *s, uint8_t (*ids)[VP_RUN_ID_LEN], size_t cap);
+/* vp_spool_copies_each calls fn with each kept batch of a run in seq order
+ * (body valid during the call); a non-zero return stops and is returned. */
+int vp_spool_copies_each(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN],
+                         int (*fn)(void *ctx, const uint8_t *body, size_t len), void *ctx);
+/* vp_spool_copies_drop forgets a run's kept batches. */
+int vp_spool_copies_drop(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN]);
 
 /* vp_spool_largest_run finds the run whose DATA batches take the most room
  * in the spool (VP_ENOTFOUND if none). */

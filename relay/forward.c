@@ -55,6 +55,8 @@ struct vpr_forwarder {
     unsigned rand_state;
     uint64_t gap_wait_ms;
     gap_wait gaps[GAP_SLOTS];
+    char *legacy_url;          /* second sink, or NULL */
+    uint64_t legacy_next_ms;   /* back off while the old server is away */
 };
 
 static uint64_t mono_ms(void)
@@ -231,7 +233,8 @@ static int forward_pass(vpr_forwarder *f, int *retry)
             enum outcome o = post(f, &items[i]);
             if (o == SENT_OK || o == SENT_DROP) {
                 vp_metric_add(&vpr_metrics[o == SENT_OK ? VPR_M_FORWARDED : VPR_M_FORWARD_DROPPED], 1);
-                if (vp_spool_done(f->spool, items[i].run_id, items[i].seq) != VP_OK) {
+                if (vp_spool_done(f->spool, items[i].run_id, items[i].seq,
+                                  f->legacy_url && o == SENT_OK) != VP_OK) {
                     *retry = 1;
                     break;
                 }
@@ -246,6 +249,16 @@ static int forward_pass(vpr_forwarder *f, int *retry)
         }
         if (n > 0)
             vp_spool_items_free(items, (size_t)n);
+    }
+    if (f->legacy_url && mono_ms() >= f->legacy_next_ms) {
+        int ready = vp_spool_copies_ready(f->spool, ids, RUNS_PER_PASS);
+        for (int r = 0; r < ready; r++) {
+            if (vpr_legacy_send(f->spool, f->legacy_url, ids[r]) != VP_OK) {
+                f->legacy_next_ms = mono_ms() + 5000;
+                break;
+            }
+            progress = 1;
+        }
     }
     return progress;
 }
@@ -283,8 +296,8 @@ static void *forwarder_main(void *arg)
 }
 
 vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_url,
-                                   const char *server_token, uint64_t gap_wait_ms, char *err,
-                                   size_t errlen)
+                                   const char *server_token, uint64_t gap_wait_ms,
+                                   const char *legacy_url, char *err, size_t errlen)
 {
     vpr_forwarder *f = vp_calloc(1, sizeof(*f));
     if (!f) {
@@ -324,6 +337,15 @@ vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_ur
     curl_easy_setopt(f->curl, CURLOPT_NOSIGNAL, 1L);
     f->rand_state = (unsigned)time(NULL);
     f->gap_wait_ms = gap_wait_ms;
+    if (legacy_url && *legacy_url) {
+        size_t ln = strlen(legacy_url);
+        while (ln && legacy_url[ln - 1] == '/')
+            ln--;
+        if (!(f->legacy_url = vp_strndup(legacy_url, ln))) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
     if (pthread_create(&f->thread, NULL, forwarder_main, f) != 0) {
@@ -334,6 +356,7 @@ vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_ur
     }
     return f;
 fail:
+    vp_free(f->legacy_url);
     if (f->curl)
         curl_easy_cleanup(f->curl);
     curl_slist_free_all(f->headers);
@@ -387,5 +410,6 @@ void vpr_forwarder_free(vpr_forwarder *f, uint64_t drain_ms)
     pthread_cond_destroy(&f->cv);
     vp_free(f->url);
     vp_free(f->token);
+    vp_free(f->legacy_url);
     vp_free(f);
 }

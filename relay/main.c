@@ -25,6 +25,7 @@ static const vp_option options[] = {
     {"data", "DIR", "./vmpv-relay-data", "state directory; the spool is DIR/spool.sqlite"},
     {"token", "TOKEN", "", "token agents must present (empty: any)"},
     {"server-token", "TOKEN", "", "token presented to vmpv-server's intake"},
+    {"legacy-sink", "URL", "", "also send each whole run to an old vmprof-viewer server (POST URL/submit/)"},
     {"max-spool-bytes", "N", "4294967296", "spool size at which the relay stops acknowledging"},
     {"contexts", "N", "32", "batches received concurrently"},
     {"gap-wait-ms", "MS", "600000", "how long a run waits for a missing batch before it is recorded as a gap"},
@@ -54,6 +55,7 @@ vp_metric vpr_metrics[VPR_M_COUNT] = {
     [VPR_M_SPOOL_BYTES] = {"vmpv_relay_spool_bytes", "batch bytes in the spool, not yet forwarded", 1, 0},
     [VPR_M_THINNED] = {"vmpv_relay_decimated_samples_total", "samples removed by decimation", 0, 0},
     [VPR_M_GAPS] = {"vmpv_relay_gaps_total", "missing batches given up on and recorded as gaps", 0, 0},
+    [VPR_M_LEGACY_SENT] = {"vmpv_relay_second_sink_runs_total", "runs the old-protocol server took", 0, 0},
 };
 
 /* SIGHUP: re-read --config and the flags; the agents' token and the log
@@ -162,8 +164,8 @@ int main(int argc, char **argv)
         goto fail_curl;
     }
     r.forwarder = vpr_forwarder_start(spool_path, vp_config_get(&cfg, "server"),
-                                      vp_config_get(&cfg, "server-token"), gap_wait_ms, err,
-                                      sizeof(err));
+                                      vp_config_get(&cfg, "server-token"), gap_wait_ms,
+                                      vp_config_get(&cfg, "legacy-sink"), err, sizeof(err));
     if (!r.forwarder) {
         fprintf(stderr, "vmpv-relay: %s\n", err);
         goto fail_spool;

@@ -47,6 +47,7 @@ enum {
     VPR_M_SPOOL_BYTES,
     VPR_M_THINNED,
     VPR_M_GAPS,
+    VPR_M_LEGACY_SENT,
     VPR_M_COUNT
 };
 extern vp_metric vpr_metrics[VPR_M_COUNT];
@@ -86,8 +87,14 @@ int64_t vpr_squeeze(vp_spool *spool, uint64_t *removed);
 
 /* forward.c: a thread that moves spooled batches to the server. */
 vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_url,
-                                   const char *server_token, uint64_t gap_wait_ms, char *err,
-                                   size_t errlen);
+                                   const char *server_token, uint64_t gap_wait_ms,
+                                   const char *legacy_url, char *err, size_t errlen);
+
+/* legacy.c: sends one whole run, rebuilt from the spool's kept copies, to an
+ * old vmprof-viewer server (POST base_url/submit/); forgets the copies when
+ * it took them, or when the run can never be sent (logged). Forwarder
+ * thread only. VP_EIO if the old server did not take it (retry later). */
+int vpr_legacy_send(vp_spool *spool, const char *base_url, const uint8_t run_id[VP_RUN_ID_LEN]);
 /* Wakes the forwarder: something new is in the spool. Thread-safe. */
 void vpr_forwarder_kick(vpr_forwarder *f);
 /* Gives the forwarder up to drain_ms to empty the spool, then stops it. */

@@ -14,7 +14,7 @@ say() { printf '\n== %s\n' "$*"; }
 # 1. Debian packages: the C libraries, meson, and for tests chromium and PostgreSQL.
 PKGS=(build-essential pkg-config meson ninja-build python3-venv sqlite3 openssl curl
       libuv1-dev libnng-dev liblz4-dev libsqlite3-dev libh2o-dev libcurl4-openssl-dev
-      libjansson-dev libmsgpack-dev libpq-dev libunwind-dev)
+      libjansson-dev libmsgpack-dev libpq-dev libunwind-dev zlib1g-dev)
 [ "$WANT_TESTS" = 1 ] && PKGS+=(chromium postgresql clang libclang-rt-14-dev)
 missing=()
 for p in "${PKGS[@]}"; do
