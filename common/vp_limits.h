@@ -60,8 +60,80 @@
 /* Batches the agent keeps in memory waiting for the relay's acknowledgement. */
 #define VP_MAX_AGENT_QUEUE 4096u
 
+/* The relay's second sink (the old server protocol) sends a run as one
+ * request built in memory: ~40 bytes a sample plus its frames. */
+#define VP_MAX_LEGACY_SAMPLES 2000000u
+
 /* Batches the relay has received but not yet made durable. */
 #define VP_MAX_RELAY_PENDING 256u
+
+/* ---- analysis queries (server/rundata.c, server/analysis.c) ---- */
+
+/* Bytes of per-run derived data (names, call trie, per-sample arrays of
+ * 16 bytes) the server keeps between queries, so that a window over a
+ * 10-million-sample run is a scan of memory rather than of SQLite. It holds
+ * one such run (~170 MB) with room to spare; a run that does not fit is
+ * answered from the store on every query instead, slower but in bounded
+ * memory. The server's RSS grows by at most this plus one uncached run's
+ * trie per query in flight. */
+#define VP_QUERY_CACHE_BYTES (512ull * 1024u * 1024u)
+
+/* Runs the cache holds at once whatever their size: lookups are a linear
+ * scan, and a thousand tiny runs should not crowd out big ones anyway. */
+#define VP_QUERY_CACHE_RUNS 64u
+
+/* Distinct call paths (trie nodes) and distinct stored stacks one run may
+ * have for analysis. Real profiles have thousands to a few hundred
+ * thousand; each costs ~40 bytes while the trie is built, so a hostile
+ * profile at the bound costs ~160 MB for one query, not more. */
+#define VP_MAX_QUERY_NODES (4u * 1024u * 1024u)
+
+/* GET /api/runs/{id}/tree?max_nodes= (API.md): default and ceiling. A
+ * browser renders 20000 nodes; 200000 is what a script may ask for. */
+#define VP_TREE_NODES_DEFAULT 20000u
+#define VP_MAX_TREE_NODES 200000u
+
+/* A speedscope export lists every sample's stack: ~5 bytes per frame. Past
+ * this the file is refused (413); speedscope itself cannot open one much
+ * bigger, and the reply is built in memory. */
+#define VP_MAX_EXPORT_BYTES (256u * 1024u * 1024u)
+
+/* GET /api/runs filters that the store cannot evaluate (function, since,
+ * until, sort) are applied while paging through every run; past this many
+ * runs the list is refused rather than scanned for seconds. */
+#define VP_MAX_RUNS_SCAN 200000u
+
+/* ---- POST /submit/, the seed's old client (server/submit.c) ---- */
+
+/* The whole msgpack body: three gzip blobs and a few scalars. A profile of
+ * a million samples compresses to tens of MB. */
+#define VP_MAX_SUBMIT_BODY (256u * 1024u * 1024u)
+
+/* Decompressed bytes of one blob. The blobs are inflated in a stream and
+ * never held whole, so this bounds CPU time, not memory: a gzip bomb stops
+ * here. */
+#define VP_MAX_SUBMIT_RAW (1024u * 1024u * 1024u)
+
+/* Entries of mem_profile (one per sample) and of addr_name_map. */
+#define VP_MAX_SUBMIT_SAMPLES (20u * 1000u * 1000u)
+#define VP_MAX_SUBMIT_NAMES (4u * 1024u * 1024u)
+
+/* Nesting of msgpack containers the reader will skip through: the format
+ * has three levels; the bound keeps a hostile body off the C stack. */
+#define VP_MAX_MSGPACK_DEPTH 32u
+
+/* The inflate window a blob is parsed from: holds the largest string (a
+ * name) plus slack, so the reader never needs more contiguous bytes. */
+#define VP_SUBMIT_WINDOW (VP_MAX_NAME_LEN + 256u * 1024u)
+
+/* Samples stored per write transaction, so that one big submit does not
+ * hold the single writer while relays' batches wait. */
+#define VP_SUBMIT_SLICE_SAMPLES 50000u
+
+static_assert(VP_MAX_TREE_NODES >= VP_TREE_NODES_DEFAULT, "default within the cap");
+static_assert(VP_MAX_QUERY_NODES < (1u << 31), "node indices are u32");
+static_assert(VP_SUBMIT_WINDOW > VP_MAX_NAME_LEN + 1024u, "a name fits the window");
+static_assert(VP_MAX_SUBMIT_SAMPLES > 0 && VP_SUBMIT_SLICE_SAMPLES > 0, "no zero limits");
 
 static_assert(VP_MAX_RECORD_BYTES < VP_MAX_BATCH_RAW, "a record must fit a batch");
 static_assert(VP_BATCH_TARGET_RAW < VP_MAX_BATCH_RAW, "target below the cap");
