@@ -97,7 +97,7 @@ static void usage(const vp_config *c, const char *program, const char *summary)
         char flag[96];
         snprintf(flag, sizeof(flag), "--%s %s", o->name, o->arg ? o->arg : "");
         printf("  %-28s %s", flag, o->help);
-        if (o->def)
+        if (o->def && *o->def)
             printf(" (default: %s)", o->def);
         printf("\n");
     }

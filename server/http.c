@@ -13,7 +13,8 @@
  * unhooks itself from the reference first, so dispose never touches a freed
  * job.
  *
- * Request bodies: uploads (up to 1 GiB) are read by the worker in place, in
+ * Request bodies: uploads (up to 1 GiB) and the old client's POST /submit/
+ * bodies are read by the worker in place, in
  * h2o's input buffer, rather than copied. That is safe because h2o 2.2's
  * HTTP/1 connection stops reading and drops its timeout from the moment the
  * body is complete until the response is sent, so it cannot free the
@@ -21,6 +22,11 @@
  * at any time) is therefore switched off: upgrade_to_http2 = 0, and there is
  * no TLS to negotiate it. Batches (<= 8 MiB) are copied anyway: cheap, and
  * one assumption fewer on the path relays depend on.
+ *
+ * Tokens: the intake token guards POST /api/v1/batches; the admin token
+ * DELETE /api/runs/{id}; the read token, when set, every GET /api/...
+ * (Bearer header or the vmpv_token cookie that GET /login?token= sets).
+ * Pages, assets, /healthz and /metrics stay public.
  */
 #include "http.h"
 
@@ -39,6 +45,8 @@
 #include "limits.h"
 #include "metrics.h"
 #include "query.h"
+#include "rundata.h"
+#include "submit.h"
 #include "vp_batch.h"
 #include "vp_err.h"
 #include "vp_log.h"
@@ -54,7 +62,10 @@ struct vps_http {
     uv_timer_t retry; /* re-tries an accept that ran out of memory */
     int listening;
     vps_store *store;
+    vps_rdcache *cache; /* derived per-run data shared by the queries */
     char *token;
+    char *admin_token; /* "" = DELETE is off */
+    char *read_token;  /* "" = reads are open */
     char *web_root;   /* realpath of the UI directory, NULL if it has no index.html */
     char *index_path; /* web_root/index.html */
     unsigned jobs;    /* queued or running */
@@ -76,6 +87,13 @@ typedef enum {
     JOB_COLLAPSED,
     JOB_FUNCTIONS,
     JOB_MEMORY,
+    JOB_TREE,
+    JOB_GROWTH,
+    JOB_DIFF,
+    JOB_SPEEDSCOPE,
+    JOB_DELETE,
+    JOB_SUBMIT,
+    JOB_WARM, /* no request: reads a just-stored run into the query cache */
 } job_kind;
 
 typedef struct job_ref job_ref;
@@ -92,9 +110,12 @@ typedef struct job {
     size_t body_len;
     char *bearer;   /* owned */
     size_t bearer_len;
-    char *s1, *s2, *s3; /* owned query strings: project/q, or project/function/host */
-    vps_run_filter filter;
+    char *s1, *s2, *s3; /* owned query strings: project/q/function, or project/function/host */
+    vps_runs_args runs;
     vps_memory_args mem;
+    vps_window win, win2; /* the window; diff: a's and b's */
+    uint32_t max_nodes;
+    char id2[33];         /* diff: run b */
     vps_reply reply;
 } job;
 
@@ -111,6 +132,9 @@ static const char *reason(int status)
     switch (status) {
     case 200: return "OK";
     case 201: return "Created";
+    case 204: return "No Content";
+    case 302: return "Found";
+    case 403: return "Forbidden";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 404: return "Not Found";
@@ -136,15 +160,53 @@ static void send_body(h2o_req_t *req, int status, const char *type, const char *
     h2o_send_inline(req, body, len);
 }
 
-static void send_reply(h2o_req_t *req, const vps_reply *r)
+typedef struct owned_body {
+    char *body;
+} owned_body;
+
+static void owned_dispose(void *p)
+{
+    vp_free(((owned_body *)p)->body);
+}
+
+/* send_reply sends r and takes its body: the request's pool frees it once
+ * h2o is done, so a 200 MB export is not copied (h2o_send_inline would). */
+static void send_reply(h2o_req_t *req, vps_reply *r)
 {
     static const char oom[] = "{\"error\":\"out of memory\"}";
+    static h2o_generator_t generator = {NULL, NULL};
     if (!r->body) {
         send_body(req, r->status ? r->status : 500, json_ctype, oom, sizeof(oom) - 1);
         return;
     }
-    send_body(req, r->status ? r->status : 500, r->content_type ? r->content_type : json_ctype,
-              r->body, r->len);
+    const char *type = r->content_type ? r->content_type : json_ctype;
+    owned_body *ob = h2o_mem_alloc_shared(&req->pool, sizeof(*ob), owned_dispose);
+    ob->body = r->body;
+    r->body = NULL;
+    req->res.status = r->status;
+    req->res.reason = reason(r->status);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+                   H2O_STRLIT("no-store"));
+    if (r->status == 204) {
+        req->res.content_length = SIZE_MAX;
+        h2o_start_response(req, &generator);
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+        return;
+    }
+    req->res.content_length = r->len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, type,
+                   strlen(type));
+    if (r->disposition[0]) {
+        h2o_iovec_t v = h2o_strdup(&req->pool, r->disposition, SIZE_MAX);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_DISPOSITION, NULL,
+                       v.base, v.len);
+    }
+    h2o_iovec_t buf = h2o_iovec_init(ob->body, r->len);
+    h2o_start_response(req, &generator);
+    if (h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("HEAD")))
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+    else
+        h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
 }
 
 static int send_error(h2o_req_t *req, int status, const char *fmt, ...)
@@ -207,7 +269,7 @@ static void work_cb(uv_work_t *w)
         break;
     }
     case JOB_RUNS:
-        vps_query_runs(h->store, &j->filter, &j->reply);
+        vps_query_runs(h->store, &j->runs, &j->reply);
         break;
     case JOB_RUN:
         vps_query_run(h->store, j->id, &j->reply);
@@ -216,19 +278,45 @@ static void work_cb(uv_work_t *w)
         vps_query_collapsed(h->store, j->id, &j->reply);
         break;
     case JOB_FUNCTIONS:
-        vps_query_functions(h->store, j->id, &j->reply);
+        vps_query_functions(h->store, h->cache, j->id, &j->win, &j->reply);
         break;
     case JOB_MEMORY:
-        vps_query_memory(h->store, j->id, &j->mem, &j->reply);
+        vps_query_memory(h->store, h->cache, j->id, &j->mem, &j->reply);
+        break;
+    case JOB_TREE:
+        vps_query_tree(h->store, h->cache, j->id, &j->win, j->max_nodes, &j->reply);
+        break;
+    case JOB_GROWTH:
+        vps_query_growth(h->store, h->cache, j->id, &j->win, j->max_nodes, &j->reply);
+        break;
+    case JOB_DIFF:
+        vps_query_diff(h->store, h->cache, j->id, &j->win, j->id2, &j->win2, j->max_nodes,
+                       &j->reply);
+        break;
+    case JOB_SPEEDSCOPE:
+        vps_query_speedscope(h->store, h->cache, j->id, &j->reply);
+        break;
+    case JOB_DELETE:
+        vps_query_delete(h->store, h->cache, j->id, &j->reply);
+        break;
+    case JOB_SUBMIT:
+        vps_submit(h->store, j->body, j->body_len, &j->reply);
+        break;
+    case JOB_WARM:
+        vps_query_warm(h->store, h->cache, j->id);
         break;
     }
 }
+
+static void warm(vps_http *h, const char *id);
 
 static void after_work_cb(uv_work_t *w, int status)
 {
     job *j = w->data;
     vps_http *h = j->http;
     (void)status; /* jobs are never cancelled */
+    if ((j->kind == JOB_UPLOAD || j->kind == JOB_SUBMIT) && j->reply.run_id[0])
+        warm(h, j->reply.run_id);
     if (j->req) {
         h2o_req_t *req = j->req;
         j->ref->job = NULL; /* unhook before h2o may dispose the pool */
@@ -240,6 +328,29 @@ static void after_work_cb(uv_work_t *w, int status)
     vp_metric_sub(&vps_metrics[VPS_M_JOBS], 1);
     if (h->stopping && h->jobs == 0 && h->drained)
         h->drained(h->drained_arg);
+}
+
+/* warm reads a run that was just uploaded into the query cache, in the
+ * background: whoever uploaded it is about to look at it, and a first
+ * query of a 10-million-sample run would otherwise wait seconds for it.
+ * Skipped when the server is busy or stopping. */
+static void warm(vps_http *h, const char *id)
+{
+    if (h->stopping || h->jobs + 1 >= VP_MAX_SERVER_JOBS)
+        return;
+    job *j = vp_calloc(1, sizeof(*j));
+    if (!j)
+        return;
+    j->http = h;
+    j->kind = JOB_WARM;
+    j->work.data = j;
+    memcpy(j->id, id, sizeof(j->id));
+    if (uv_queue_work(h->loop, &j->work, work_cb, after_work_cb) != 0) {
+        job_free(j);
+        return;
+    }
+    h->jobs++;
+    vp_metric_add(&vps_metrics[VPS_M_JOBS], 1);
 }
 
 /* new_job makes a job bound to req, or answers 503/500 itself (NULL). */
@@ -466,25 +577,229 @@ static int on_upload(vps_http *h, h2o_req_t *req)
     return start_job(h, req, j);
 }
 
+/* ---- tokens ---- */
+
+/* token_eq compares in time that depends on the expected token's length
+ * only, like vp_batch_token_ok. */
+static int token_eq(const char *want, const char *got, size_t n)
+{
+    size_t t = strlen(want);
+    unsigned diff = (unsigned)(t ^ n);
+    for (size_t i = 0; i < t; i++)
+        diff |= (unsigned)(want[i] ^ (i < n ? got[i] : 0));
+    return diff == 0;
+}
+
+/* bearer returns the request's "Authorization: Bearer" value, or 0. */
+static int bearer(h2o_req_t *req, h2o_iovec_t *out)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i < 0)
+        return 0;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    if (v.len <= 7 || !h2o_lcstris(v.base, 7, H2O_STRLIT("bearer ")))
+        return 0;
+    *out = h2o_iovec_init(v.base + 7, v.len - 7);
+    return 1;
+}
+
+/* pct_decode decodes s[0..n) into out (cap bytes); -1 if it does not fit
+ * or is malformed. */
+static ssize_t pct_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            if (n - i < 3 || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
+                return -1;
+            c = hexval(s[i + 1]) << 4 | hexval(s[i + 2]);
+            i += 2;
+        }
+        if (k == cap)
+            return -1;
+        out[k++] = (char)c;
+    }
+    return (ssize_t)k;
+}
+
+/* cookie_token finds the vmpv_token cookie and says whether it is want. */
+static int cookie_ok(h2o_req_t *req, const char *want)
+{
+    static const char name[] = "vmpv_token=";
+    for (ssize_t i = -1; (i = h2o_find_header(&req->headers, H2O_TOKEN_COOKIE, i)) >= 0;) {
+        h2o_iovec_t v = req->headers.entries[i].value;
+        size_t p = 0;
+        while (p < v.len) {
+            while (p < v.len && (v.base[p] == ' ' || v.base[p] == ';'))
+                p++;
+            size_t e = p;
+            while (e < v.len && v.base[e] != ';')
+                e++;
+            if (e - p >= sizeof(name) - 1 && memcmp(v.base + p, name, sizeof(name) - 1) == 0) {
+                char buf[VP_MAX_TOKEN_LEN];
+                const char *val = v.base + p + sizeof(name) - 1;
+                ssize_t n = pct_decode(val, (size_t)(v.base + e - val), buf, sizeof(buf));
+                if (n >= 0 && token_eq(want, buf, (size_t)n))
+                    return 1;
+            }
+            p = e;
+        }
+    }
+    return 0;
+}
+
+/* read_ok says whether req may read the API: no read token is set, or it
+ * carries the read (or admin) token as a Bearer header or the cookie. */
+static int read_ok(vps_http *h, h2o_req_t *req)
+{
+    if (!*h->read_token)
+        return 1;
+    h2o_iovec_t b;
+    if (bearer(req, &b) && (token_eq(h->read_token, b.base, b.len) ||
+                            (*h->admin_token && token_eq(h->admin_token, b.base, b.len))))
+        return 1;
+    return cookie_ok(req, h->read_token) || (*h->admin_token && cookie_ok(req, h->admin_token));
+}
+
+static int send_unauthorized(h2o_req_t *req)
+{
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
+                   H2O_STRLIT("Bearer realm=\"vmpv\""));
+    return send_error(req, 401, "this server needs its read token: Authorization: Bearer, "
+                                "or open /login?token=...");
+}
+
+/* on_login sets the cookie the UI's requests carry, then goes to /. */
+static int on_login(vps_http *h, h2o_req_t *req)
+{
+    if (!is_get(req))
+        return send_405(req, "GET");
+    char *tok = NULL;
+    int rc = query_get(req, "token", &tok);
+    if (rc != VP_OK)
+        return send_error(req, rc == VP_ENOMEM ? 500 : 400, "bad query string");
+    if (*h->read_token) {
+        size_t n = tok ? strlen(tok) : 0;
+        int ok = tok && (token_eq(h->read_token, tok, n) ||
+                         (*h->admin_token && token_eq(h->admin_token, tok, n)));
+        if (!ok) {
+            vp_free(tok);
+            return send_error(req, 403, "wrong token");
+        }
+        /* The value is percent-encoded: a token may hold any byte. */
+        static const char hex[] = "0123456789ABCDEF";
+        size_t cap = 16 + n * 3 + 64;
+        char *c = h2o_mem_alloc_pool(&req->pool, cap);
+        size_t k = (size_t)snprintf(c, cap, "vmpv_token=");
+        for (size_t i = 0; i < n; i++) {
+            unsigned char ch = (unsigned char)tok[i];
+            if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+                c[k++] = (char)ch;
+            } else {
+                c[k++] = '%', c[k++] = hex[ch >> 4], c[k++] = hex[ch & 15];
+            }
+        }
+        k += (size_t)snprintf(c + k, cap - k, "; Path=/; HttpOnly; SameSite=Lax");
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_SET_COOKIE, NULL, c, k);
+    }
+    vp_free(tok);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, H2O_STRLIT("/"));
+    send_body(req, 302, "text/plain; charset=utf-8", "", 0);
+    return 0;
+}
+
+/* ---- API routes ---- */
+
+static int bad_query(h2o_req_t *req, int rc, const char *what)
+{
+    if (rc == VP_ENOMEM)
+        return send_error(req, 500, "out of memory");
+    return send_error(req, 400, "bad query: %s", what);
+}
+
+/* query_window reads from/to (or the given names) into w. */
+static int query_window(h2o_req_t *req, const char *from, const char *to, vps_window *w)
+{
+    int rc;
+    memset(w, 0, sizeof(*w));
+    if ((rc = query_double(req, from, &w->from, &w->has_from)) != VP_OK ||
+        (rc = query_double(req, to, &w->to, &w->has_to)) != VP_OK)
+        return rc;
+    if (w->has_from && w->has_to && w->to < w->from)
+        return VP_EINVAL;
+    return VP_OK;
+}
+
+/* query_time reads a point in time (ISO 8601 or Unix seconds). */
+static int query_time(h2o_req_t *req, const char *key, int64_t *out, int *has)
+{
+    char *v = NULL;
+    int rc = query_get(req, key, &v);
+    *has = 0;
+    if (rc != VP_OK || !v)
+        return rc;
+    rc = vps_parse_time(v, strlen(v), out);
+    vp_free(v);
+    if (rc == VP_OK)
+        *has = 1;
+    return rc;
+}
+
+static const char *const sort_names[] = {
+    [VPS_SORT_START] = "start_time", [VPS_SORT_DURATION] = "duration",
+    [VPS_SORT_PEAK] = "peak_rss",    [VPS_SORT_SAMPLES] = "samples",
+    [VPS_SORT_PROJECT] = "project",  [VPS_SORT_FUNCTION] = "function",
+};
+
 static int on_runs(vps_http *h, h2o_req_t *req)
 {
     job *j = new_job(h, req, JOB_RUNS);
     if (!j)
         return 0;
     uint32_t limit = 0, offset = 0;
+    char *sort = NULL, *order = NULL;
+    vps_runs_args *a = &j->runs;
     int rc;
     if ((rc = query_get(req, "project", &j->s1)) != VP_OK ||
         (rc = query_get(req, "q", &j->s2)) != VP_OK ||
+        (rc = query_get(req, "function", &j->s3)) != VP_OK ||
         (rc = query_u32(req, "limit", 1, VP_MAX_RUNS_PAGE, 100, &limit)) != VP_OK ||
-        (rc = query_u32(req, "offset", 0, INT32_MAX, 0, &offset)) != VP_OK) {
-        job_free(j);
-        if (rc == VP_ENOMEM)
-            return send_error(req, 500, "out of memory");
-        return send_error(req, 400, "bad query: limit is 1..%u, offset a whole number",
-                          VP_MAX_RUNS_PAGE);
+        (rc = query_u32(req, "offset", 0, INT32_MAX, 0, &offset)) != VP_OK ||
+        (rc = query_time(req, "since", &a->since_us, &a->has_since)) != VP_OK ||
+        (rc = query_time(req, "until", &a->until_us, &a->has_until)) != VP_OK ||
+        (rc = query_get(req, "sort", &sort)) != VP_OK ||
+        (rc = query_get(req, "order", &order)) != VP_OK)
+        goto bad;
+    a->sort = VPS_SORT_START;
+    if (sort) {
+        rc = VP_EINVAL;
+        for (size_t i = 0; i < sizeof(sort_names) / sizeof(sort_names[0]); i++) {
+            if (strcmp(sort, sort_names[i]) == 0)
+                a->sort = (int)i, rc = VP_OK;
+        }
+        if (rc != VP_OK)
+            goto bad;
     }
-    j->filter = (vps_run_filter){.project = j->s1, .q = j->s2, .limit = limit, .offset = offset};
+    if (order && strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0) {
+        rc = VP_EINVAL;
+        goto bad;
+    }
+    a->asc = order && strcmp(order, "asc") == 0;
+    vp_free(sort);
+    vp_free(order);
+    a->f = (vps_run_filter){.project = j->s1, .q = j->s2, .limit = limit, .offset = offset};
+    a->function = j->s3;
     return start_job(h, req, j);
+bad:
+    vp_free(sort);
+    vp_free(order);
+    job_free(j);
+    return bad_query(req, rc,
+                     "limit is 1..1000, offset a whole number, since/until ISO 8601 or Unix "
+                     "seconds, sort start_time|duration|peak_rss|samples|project|function, "
+                     "order asc|desc");
 }
 
 /* on_run routes /api/runs/{id}[/{view}]; rest points after "/api/runs/". */
@@ -496,35 +811,115 @@ static int on_run(vps_http *h, h2o_req_t *req, const char *rest, size_t len)
     h2o_iovec_t view = slash ? h2o_iovec_init(slash + 1, len - idlen - 1) : h2o_iovec_init("", 0);
     job_kind kind;
     if (!slash)
-        kind = JOB_RUN;
+        kind = is_method(req, "DELETE") ? JOB_DELETE : JOB_RUN;
     else if (path_is(view, "collapsed"))
         kind = JOB_COLLAPSED;
     else if (path_is(view, "functions"))
         kind = JOB_FUNCTIONS;
     else if (path_is(view, "memory"))
         kind = JOB_MEMORY;
+    else if (path_is(view, "tree"))
+        kind = JOB_TREE;
+    else if (path_is(view, "growth"))
+        kind = JOB_GROWTH;
+    else if (path_is(view, "speedscope"))
+        kind = JOB_SPEEDSCOPE;
     else
         return send_error(req, 404, "no such API path");
+    if (kind == JOB_DELETE) {
+        /* The admin token first, so a stranger learns nothing of the ids. */
+        h2o_iovec_t b;
+        if (!*h->admin_token)
+            return send_error(req, 403, "deleting runs is off: the server has no admin token");
+        if (!bearer(req, &b) || !token_eq(h->admin_token, b.base, b.len))
+            return send_error(req, 403, "deleting a run needs the admin token");
+    } else {
+        if (!is_get(req))
+            return send_405(req, slash ? "GET" : "GET, DELETE");
+        if (!read_ok(h, req))
+            return send_unauthorized(req);
+    }
     if (vp_run_id_parse(rest, idlen, raw) != VP_OK)
         return send_error(req, 404, "no run %.*s", (int)(idlen > 64 ? 64 : idlen), rest);
-    if (!is_get(req))
-        return send_405(req, "GET");
     vps_memory_args mem = {0};
-    int rc;
+    vps_window win = {0};
+    uint32_t max_nodes = VP_TREE_NODES_DEFAULT;
+    int rc = VP_OK;
     if (kind == JOB_MEMORY &&
         ((rc = query_u32(req, "buckets", 1, VP_MAX_MEMORY_BUCKETS, 800, &mem.buckets)) != VP_OK ||
-         (rc = query_double(req, "from", &mem.from, &mem.has_from)) != VP_OK ||
-         (rc = query_double(req, "to", &mem.to, &mem.has_to)) != VP_OK)) {
-        if (rc == VP_ENOMEM)
-            return send_error(req, 500, "out of memory");
-        return send_error(req, 400, "bad query: buckets is 1..%u, from and to are seconds",
-                          VP_MAX_MEMORY_BUCKETS);
-    }
+         (rc = query_window(req, "from", "to", &mem.w)) != VP_OK))
+        return bad_query(req, rc, "buckets is 1..5000, from and to are seconds, from <= to");
+    if ((kind == JOB_FUNCTIONS || kind == JOB_TREE || kind == JOB_GROWTH) &&
+        ((rc = query_window(req, "from", "to", &win)) != VP_OK ||
+         (kind != JOB_FUNCTIONS &&
+          (rc = query_u32(req, "max_nodes", 1, VP_MAX_TREE_NODES, VP_TREE_NODES_DEFAULT,
+                          &max_nodes)) != VP_OK)))
+        return bad_query(req, rc, "from and to are seconds, from <= to; max_nodes is 1..200000");
     job *j = new_job(h, req, kind);
     if (!j)
         return 0;
     vp_run_id_hex(raw, j->id); /* lowercase, as stored */
     j->mem = mem;
+    j->win = win;
+    j->max_nodes = max_nodes;
+    return start_job(h, req, j);
+}
+
+/* query_run_id reads a run id parameter; VP_EINVAL if absent or bad. */
+static int query_run_id(h2o_req_t *req, const char *key, char out[33])
+{
+    char *v = NULL;
+    uint8_t raw[VP_RUN_ID_LEN];
+    int rc = query_get(req, key, &v);
+    if (rc != VP_OK)
+        return rc;
+    rc = v && vp_run_id_parse(v, strlen(v), raw) == VP_OK ? VP_OK : VP_EINVAL;
+    vp_free(v);
+    if (rc == VP_OK)
+        vp_run_id_hex(raw, out);
+    return rc;
+}
+
+static int on_diff(vps_http *h, h2o_req_t *req)
+{
+    if (!is_get(req))
+        return send_405(req, "GET");
+    if (!read_ok(h, req))
+        return send_unauthorized(req);
+    char a[33], b[33];
+    vps_window wa, wb;
+    uint32_t max_nodes;
+    int rc;
+    if ((rc = query_run_id(req, "a", a)) != VP_OK || (rc = query_run_id(req, "b", b)) != VP_OK ||
+        (rc = query_window(req, "a_from", "a_to", &wa)) != VP_OK ||
+        (rc = query_window(req, "b_from", "b_to", &wb)) != VP_OK ||
+        (rc = query_u32(req, "max_nodes", 1, VP_MAX_TREE_NODES, VP_TREE_NODES_DEFAULT,
+                        &max_nodes)) != VP_OK)
+        return bad_query(req, rc, "a and b are run ids (32 hex digits); a_from, a_to, b_from, "
+                                  "b_to are seconds; max_nodes is 1..200000");
+    job *j = new_job(h, req, JOB_DIFF);
+    if (!j)
+        return 0;
+    memcpy(j->id, a, sizeof(a));
+    memcpy(j->id2, b, sizeof(b));
+    j->win = wa;
+    j->win2 = wb;
+    j->max_nodes = max_nodes;
+    return start_job(h, req, j);
+}
+
+static int on_submit(vps_http *h, h2o_req_t *req)
+{
+    if (!is_method(req, "POST"))
+        return send_405(req, "POST");
+    if (req->entity.len > VP_MAX_SUBMIT_BODY)
+        return send_error(req, 413, "submit body over %u bytes", VP_MAX_SUBMIT_BODY);
+    job *j = new_job(h, req, JOB_SUBMIT);
+    if (!j)
+        return 0;
+    /* Read in place, like uploads: see the file comment. */
+    j->body = (const uint8_t *)(req->entity.base ? req->entity.base : "");
+    j->body_len = req->entity.len;
     return start_job(h, req, j);
 }
 
@@ -538,10 +933,16 @@ static int on_api(vps_http *h, h2o_req_t *req)
     if (path_is(p, "/api/runs")) {
         if (!is_get(req))
             return send_405(req, "GET");
+        if (!read_ok(h, req))
+            return send_unauthorized(req);
         return on_runs(h, req);
     }
     if (path_starts(p, "/api/runs/") && p.len > 10)
         return on_run(h, req, p.base + 10, p.len - 10);
+    if (path_is(p, "/api/diff"))
+        return on_diff(h, req);
+    if (is_get(req) && !read_ok(h, req))
+        return send_unauthorized(req);
     return send_error(req, 404, "no such API path");
 }
 
@@ -638,6 +1039,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (path_is(p, "/api") || path_starts(p, "/api/"))
         return on_api(h, req);
+    if (path_is(p, "/submit/") || path_is(p, "/submit"))
+        return on_submit(h, req);
+    if (path_is(p, "/login"))
+        return on_login(h, req);
     return on_static(h, req);
 }
 
@@ -768,10 +1173,42 @@ int vps_http_start(uv_loop_t *loop, const vps_http_opts *o, vps_http **out, uint
     h->loop = loop;
     h->store = o->store;
     h->token = vp_strndup(o->token ? o->token : "", o->token ? strlen(o->token) : 0);
-    int rc = h->token ? find_web(h, o->web) : VP_ENOMEM;
+    /* Until main.c has --admin-token and --read-token, the environment. */
+    const char *admin = o->admin_token ? o->admin_token : getenv("VMPV_ADMIN_TOKEN");
+    const char *reader = o->read_token ? o->read_token : getenv("VMPV_READ_TOKEN");
+    admin = admin ? admin : "";
+    reader = reader ? reader : "";
+    h->admin_token = vp_strndup(admin, strlen(admin));
+    h->read_token = vp_strndup(reader, strlen(reader));
+    int rc = h->token && h->admin_token && h->read_token ? VP_OK : VP_ENOMEM;
+    /* $VMPV_QUERY_CACHE_MB lowers (or raises) the analysis cache; 0 turns
+     * it off, and every query then streams its run from the store. */
+    size_t cache_bytes = VP_QUERY_CACHE_BYTES;
+    const char *mb = getenv("VMPV_QUERY_CACHE_MB");
+    if (mb && *mb) {
+        char *end = NULL;
+        unsigned long long v = strtoull(mb, &end, 10);
+        if (*end || v > (1ull << 20))
+            rc = VP_EINVAL;
+        else
+            cache_bytes = (size_t)v << 20;
+    }
+    if (rc == VP_OK)
+        rc = vps_rdcache_new(cache_bytes, VP_QUERY_CACHE_RUNS, &h->cache);
+    if (rc == VP_OK)
+        rc = find_web(h, o->web);
+    if (rc == VP_OK && (strlen(admin) > VP_MAX_TOKEN_LEN || strlen(reader) > VP_MAX_TOKEN_LEN))
+        rc = VP_EINVAL;
     if (rc != VP_OK) {
-        snprintf(err, errlen, "out of memory");
+        if (rc == VP_EINVAL)
+            snprintf(err, errlen, "tokens are at most %u bytes, VMPV_QUERY_CACHE_MB a number "
+                     "of MiB", VP_MAX_TOKEN_LEN);
+        else
+            snprintf(err, errlen, "out of memory");
+        vps_rdcache_free(h->cache);
         vp_free(h->token);
+        vp_free(h->admin_token);
+        vp_free(h->read_token);
         vp_free(h->web_root);
         vp_free(h->index_path);
         vp_free(h);
@@ -800,12 +1237,18 @@ int vps_http_start(uv_loop_t *loop, const vps_http_opts *o, vps_http **out, uint
         }
         h2o_context_dispose(&h->ctx);
         h2o_config_dispose(&h->config);
+        vps_rdcache_free(h->cache);
+        vp_free(h->admin_token);
+        vp_free(h->read_token);
         vp_free(h->token);
         vp_free(h->web_root);
         vp_free(h->index_path);
         vp_free(h);
         return rc;
     }
+    vp_info("DELETE /api/runs/{id} %s; reading the API %s; analysis cache %zu MiB",
+            *h->admin_token ? "needs the admin token" : "is off (no admin token)",
+            *h->read_token ? "needs the read token" : "is open", cache_bytes >> 20);
     *out = h;
     return VP_OK;
 }
@@ -828,7 +1271,10 @@ void vps_http_free(vps_http *h)
 {
     if (!h)
         return;
+    vps_rdcache_free(h->cache);
     vp_free(h->token);
+    vp_free(h->admin_token);
+    vp_free(h->read_token);
     vp_free(h->web_root);
     vp_free(h->index_path);
     /* h itself holds the h2o context and configuration: see http.h. */

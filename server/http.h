@@ -21,6 +21,13 @@ typedef struct vps_http_opts {
     const char *web;    /* directory of the built UI; need not exist */
     const char *token;  /* intake token for POST /api/v1/batches, "" = none */
     vps_store *store;   /* borrowed; must outlive the vps_http */
+    /* DELETE /api/runs/{id} needs "Authorization: Bearer <admin_token>";
+     * "" = deleting is off. NULL = take $VMPV_ADMIN_TOKEN (unset = off). */
+    const char *admin_token;
+    /* Every GET /api/... needs the read token as a Bearer header or the
+     * vmpv_token cookie (GET /login?token= sets it); "" = reading is open.
+     * NULL = take $VMPV_READ_TOKEN (unset = open). */
+    const char *read_token;
 } vps_http_opts;
 
 /* vps_http_start listens and serves on loop. On success *out is owned by the

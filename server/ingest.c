@@ -30,13 +30,6 @@
 #include "vp_mem.h"
 #include "vp_vmprof.h"
 
-typedef struct cached_stack {
-    uint64_t hash;
-    int64_t id;
-    uint32_t n;
-    uint64_t *frames; /* NULL = empty slot */
-} cached_stack;
-
 /* The state the reader's handlers share while one transaction is open. */
 typedef struct feed {
     vps_db *db;
@@ -44,8 +37,7 @@ typedef struct feed {
     int fatal; /* a store failure inside a handler (VP_E*), 0 if none */
     uint64_t *frames;
     uint32_t frames_cap;
-    cached_stack *cache; /* VP_STACK_CACHE_SLOTS, or NULL if it could not be had */
-    size_t cache_bytes;
+    vps_stack_cache cache;
     uint64_t threads[8]; /* recently seen thread ids, to skip their insert */
     unsigned nthreads;
 } feed;
@@ -63,45 +55,53 @@ uint64_t vps_frames_hash(const uint64_t *frames, uint32_t n)
     return h;
 }
 
-static void feed_init(feed *f, vps_run *run)
+typedef struct cached_stack {
+    uint64_t hash;
+    int64_t id;
+    uint32_t n;
+    uint64_t *frames; /* NULL = empty slot */
+} cached_stack;
+
+void vps_stack_cache_init(vps_stack_cache *c)
 {
-    memset(f, 0, sizeof(*f));
-    f->run = run;
     /* Without the cache every sample costs one more SELECT; still correct. */
-    f->cache = vp_calloc(VP_STACK_CACHE_SLOTS, sizeof(cached_stack));
+    c->slots = vp_calloc(VP_STACK_CACHE_SLOTS, sizeof(cached_stack));
+    c->bytes = 0;
 }
 
-static void feed_fini(feed *f)
+void vps_stack_cache_fini(vps_stack_cache *c)
 {
-    if (f->cache) {
+    cached_stack *slots = c->slots;
+    if (slots) {
         for (unsigned i = 0; i < VP_STACK_CACHE_SLOTS; i++)
-            vp_free(f->cache[i].frames);
-        vp_free(f->cache);
+            vp_free(slots[i].frames);
+        vp_free(slots);
     }
-    vp_free(f->frames);
+    c->slots = NULL;
 }
 
-/* stack_id finds or stores the stack, through the cache. */
-static int stack_id(feed *f, const uint64_t *frames, uint32_t n, int64_t *id)
+int vps_stack_cache_id(vps_stack_cache *c, vps_db *db, int64_t rid, const uint64_t *frames,
+                       uint32_t n, int64_t *id)
 {
     uint64_t h = vps_frames_hash(frames, n);
     size_t bytes = (size_t)n * sizeof(uint64_t);
-    cached_stack *slot = f->cache ? &f->cache[h & (VP_STACK_CACHE_SLOTS - 1)] : NULL;
+    cached_stack *slots = c->slots;
+    cached_stack *slot = slots ? &slots[h & (VP_STACK_CACHE_SLOTS - 1)] : NULL;
     if (slot && slot->frames && slot->hash == h && slot->n == n &&
         (n == 0 || memcmp(slot->frames, frames, bytes) == 0)) {
         *id = slot->id;
         return VP_OK;
     }
-    int rc = vps_db_put_stack(f->db, f->run->rid, h, frames, n, id);
+    int rc = vps_db_put_stack(db, rid, h, frames, n, id);
     if (rc != VP_OK || !slot)
         return rc;
     /* Replace whatever was in the slot, within the byte budget. */
     if (slot->frames) {
-        f->cache_bytes -= (size_t)slot->n * sizeof(uint64_t);
+        c->bytes -= (size_t)slot->n * sizeof(uint64_t);
         vp_free(slot->frames);
         slot->frames = NULL;
     }
-    if (f->cache_bytes + bytes <= VP_STACK_CACHE_BYTES) {
+    if (c->bytes + bytes <= VP_STACK_CACHE_BYTES) {
         slot->frames = vp_malloc(bytes ? bytes : 1);
         if (slot->frames) {
             if (n)
@@ -109,10 +109,23 @@ static int stack_id(feed *f, const uint64_t *frames, uint32_t n, int64_t *id)
             slot->hash = h;
             slot->n = n;
             slot->id = *id;
-            f->cache_bytes += bytes;
+            c->bytes += bytes;
         }
     }
     return VP_OK;
+}
+
+static void feed_init(feed *f, vps_run *run)
+{
+    memset(f, 0, sizeof(*f));
+    f->run = run;
+    vps_stack_cache_init(&f->cache);
+}
+
+static void feed_fini(feed *f)
+{
+    vps_stack_cache_fini(&f->cache);
+    vp_free(f->frames);
 }
 
 static int on_header(void *ctx, const vp_vmprof_reader *r)
@@ -170,7 +183,8 @@ static int on_sample(void *ctx, const vp_vmprof_sample *s)
     vps_sample_row row = {.idx = s->index, .rss_kb = s->rss_kb, .thread = s->thread_id};
     /* Older files have no sample clock: sample i is at i x period. */
     row.t_ns = s->time_ns >= 0 ? s->time_ns : (int64_t)(s->index * run->period_us * 1000u);
-    if ((rc = stack_id(f, f->frames, n, &row.stack_id)) != VP_OK ||
+    if ((rc = vps_stack_cache_id(&f->cache, f->db, run->rid, f->frames, n, &row.stack_id)) !=
+            VP_OK ||
         (rc = vps_db_put_sample(f->db, run->rid, &row)) != VP_OK ||
         (rc = note_thread(f, s->thread_id)) != VP_OK)
         return f->fatal = rc;
@@ -795,6 +809,7 @@ void vps_ingest_upload(vps_store *s, const vps_upload_meta *m, const uint8_t *bo
     vps_reply_json(out, 201, json_pack("{s:s, s:s, s:I, s:s}", "id", run.id, "url", url,
                                        "samples", (json_int_t)run.samples, "status",
                                        run.status));
+    memcpy(out->run_id, run.id, sizeof(out->run_id));
     feed_fini(&f);
     vps_run_fini(&run);
     return;

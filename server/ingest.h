@@ -34,4 +34,20 @@ void vps_ingest_upload(vps_store *s, const vps_upload_meta *m, const uint8_t *bo
 /* vps_frames_hash is the 64-bit hash stack ids are derived from. */
 uint64_t vps_frames_hash(const uint64_t *frames, uint32_t n);
 
+/* A small cache of recently stored stacks for one ingest, so that a stack
+ * seen again skips the store's lookup: VP_STACK_CACHE_SLOTS slots holding
+ * at most VP_STACK_CACHE_BYTES of frames. */
+typedef struct vps_stack_cache {
+    void *slots; /* NULL if it could not be had: every stack goes to the store */
+    size_t bytes;
+} vps_stack_cache;
+
+void vps_stack_cache_init(vps_stack_cache *c);
+void vps_stack_cache_fini(vps_stack_cache *c);
+
+/* vps_stack_cache_id stores the stack (root-first frames) of run rid if
+ * new, in db's write transaction, and returns its stack id. */
+int vps_stack_cache_id(vps_stack_cache *c, vps_db *db, int64_t rid, const uint64_t *frames,
+                       uint32_t n, int64_t *id);
+
 #endif

@@ -1,13 +1,16 @@
 /* json.c - see json.h. */
 #include "json.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 
+#include "vp_err.h"
 #include "vp_mem.h"
 #include "vp_vmprof.h"
 
@@ -23,11 +26,13 @@ void vps_reply_fini(vps_reply *r)
     vp_free(r->body);
     r->body = NULL;
     r->len = 0;
+    r->disposition[0] = '\0';
+    r->run_id[0] = '\0';
 }
 
 void vps_reply_body(vps_reply *r, int status, const char *content_type, char *body, size_t len)
 {
-    vps_reply_fini(r);
+    vp_free(r->body);
     r->status = status;
     r->content_type = content_type;
     r->body = body;
@@ -152,6 +157,18 @@ static double span_s(const vps_run *r)
     return (double)(r->last_t_ns - r->first_t_ns) / 1e9;
 }
 
+double vps_run_duration(const vps_run *r, int64_t now_us)
+{
+    double duration;
+    if (r->end_us >= 0)
+        duration = (double)(r->end_us - r->start_us) / 1e6;
+    else if (strcmp(r->status, "live") == 0)
+        duration = (double)(now_us - r->start_us) / 1e6;
+    else
+        duration = span_s(r);
+    return duration < 0 ? 0 : duration;
+}
+
 json_t *vps_run_json(const vps_run *r, int detail, int64_t now_us)
 {
     double period_s = (double)r->period_us / 1e6;
@@ -163,15 +180,7 @@ json_t *vps_run_json(const vps_run *r, int detail, int64_t now_us)
         rate = (double)r->samples / span;
     else if (r->period_us > 0)
         rate = 1e6 / (double)r->period_us;
-    double duration;
-    if (r->end_us >= 0)
-        duration = (double)(r->end_us - r->start_us) / 1e6;
-    else if (strcmp(r->status, "live") == 0)
-        duration = (double)(now_us - r->start_us) / 1e6;
-    else
-        duration = span;
-    if (duration < 0)
-        duration = 0;
+    double duration = vps_run_duration(r, now_us);
     char when[80]; /* room for any int the compiler thinks tm can hold */
     vps_iso8601(r->start_us, when, sizeof(when));
 
@@ -201,4 +210,244 @@ json_t *vps_run_json(const vps_run *r, int detail, int64_t now_us)
     }
     json_decref(extra);
     return o;
+}
+
+/* ---- time ---- */
+
+static int digits(const char *s, size_t n, size_t *i, int count, int *out)
+{
+    int v = 0;
+    for (int k = 0; k < count; k++) {
+        if (*i >= n || s[*i] < '0' || s[*i] > '9')
+            return 0;
+        v = v * 10 + (s[(*i)++] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+int vps_parse_time(const char *s, size_t n, int64_t *unix_us)
+{
+    size_t i = 0;
+    int year, mon, day, hour = 0, min = 0, sec = 0;
+    /* Unix seconds: digits with an optional fraction, no exponent. */
+    int numeric = n > 0 && n < 32, dots = 0;
+    for (size_t k = 0; k < n && numeric; k++) {
+        dots += s[k] == '.';
+        numeric = ((s[k] >= '0' && s[k] <= '9') || (s[k] == '.' && k > 0)) && dots <= 1;
+    }
+    if (numeric && (n < 5 || s[4] != '-')) {
+        char buf[32];
+        memcpy(buf, s, n);
+        buf[n] = '\0';
+        double v = strtod(buf, NULL);
+        if (!(v >= 0 && v < 1e11))
+            return VP_EINVAL;
+        *unix_us = (int64_t)llround(v * 1e6);
+        return VP_OK;
+    }
+    if (!digits(s, n, &i, 4, &year) || i >= n || s[i++] != '-' || !digits(s, n, &i, 2, &mon) ||
+        i >= n || s[i++] != '-' || !digits(s, n, &i, 2, &day))
+        return VP_EINVAL;
+    int64_t frac_us = 0, offset_s = 0;
+    if (i < n && (s[i] == 'T' || s[i] == 't' || s[i] == ' ')) {
+        i++;
+        if (!digits(s, n, &i, 2, &hour) || i >= n || s[i++] != ':' ||
+            !digits(s, n, &i, 2, &min))
+            return VP_EINVAL;
+        if (i < n && s[i] == ':') {
+            i++;
+            if (!digits(s, n, &i, 2, &sec))
+                return VP_EINVAL;
+            if (i < n && (s[i] == '.' || s[i] == ',')) {
+                i++;
+                int64_t scale = 100000;
+                size_t start = i;
+                while (i < n && s[i] >= '0' && s[i] <= '9') {
+                    frac_us += (s[i] - '0') * scale;
+                    scale /= 10;
+                    i++;
+                }
+                if (i == start)
+                    return VP_EINVAL;
+            }
+        }
+        if (i < n && (s[i] == 'Z' || s[i] == 'z')) {
+            i++;
+        } else if (i < n && (s[i] == '+' || s[i] == '-')) {
+            int sign = s[i++] == '-' ? -1 : 1, oh, om = 0;
+            if (!digits(s, n, &i, 2, &oh))
+                return VP_EINVAL;
+            if (i < n && s[i] == ':')
+                i++;
+            if (i < n && !digits(s, n, &i, 2, &om))
+                return VP_EINVAL;
+            if (oh > 23 || om > 59)
+                return VP_EINVAL;
+            offset_s = sign * (oh * 3600 + om * 60);
+        }
+    }
+    if (i != n || mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 ||
+        sec > 60 || year < 1970)
+        return VP_EINVAL;
+    struct tm tm = {.tm_year = year - 1900, .tm_mon = mon - 1, .tm_mday = day,
+                    .tm_hour = hour, .tm_min = min, .tm_sec = sec};
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return VP_EINVAL;
+    *unix_us = ((int64_t)t - offset_s) * 1000000 + frac_us;
+    return VP_OK;
+}
+
+/* ---- the text writer ---- */
+
+void vps_jw_init(vps_jw *w, size_t max)
+{
+    memset(w, 0, sizeof(*w));
+    w->max = max;
+}
+
+void vps_jw_fini(vps_jw *w)
+{
+    vp_free(w->buf);
+    memset(w, 0, sizeof(*w));
+}
+
+static int jw_reserve(vps_jw *w, size_t n)
+{
+    if (w->err)
+        return 0;
+    if (n > w->max || w->len > w->max - n) {
+        w->err = VP_ETOOBIG;
+        return 0;
+    }
+    if (w->len + n <= w->cap)
+        return 1;
+    size_t cap = w->cap ? w->cap : 4096;
+    while (cap < w->len + n)
+        cap = cap * 2;
+    if (cap > w->max + 1)
+        cap = w->max + 1;
+    char *p = vp_realloc(w->buf, cap);
+    if (!p) {
+        w->err = VP_ENOMEM;
+        return 0;
+    }
+    w->buf = p;
+    w->cap = cap;
+    return 1;
+}
+
+void vps_jw_raw(vps_jw *w, const char *s, size_t n)
+{
+    if (jw_reserve(w, n)) {
+        memcpy(w->buf + w->len, s, n);
+        w->len += n;
+    }
+}
+
+void vps_jw_copy(vps_jw *w, size_t at, size_t n)
+{
+    /* Offsets, not pointers: reserving may move the buffer. */
+    if (at + n <= w->len && jw_reserve(w, n)) {
+        memcpy(w->buf + w->len, w->buf + at, n);
+        w->len += n;
+    }
+}
+
+void vps_jw_lit(vps_jw *w, const char *s)
+{
+    vps_jw_raw(w, s, strlen(s));
+}
+
+void vps_jw_str(vps_jw *w, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    /* Worst case: every byte an invalid sequence (3 bytes) or \u00XX (6). */
+    if (!jw_reserve(w, n * 6 + 2))
+        return;
+    char *o = w->buf + w->len;
+    *o++ = '"';
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = p[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            i++;
+            continue;
+        }
+        if (c < 0x80) {
+            *o++ = '\\';
+            switch (c) {
+            case '"': *o++ = '"'; break;
+            case '\\': *o++ = '\\'; break;
+            case '\n': *o++ = 'n'; break;
+            case '\r': *o++ = 'r'; break;
+            case '\t': *o++ = 't'; break;
+            default:
+                *o++ = 'u', *o++ = '0', *o++ = '0';
+                *o++ = hex[c >> 4], *o++ = hex[c & 15];
+            }
+            i++;
+            continue;
+        }
+        size_t k = utf8_seq(p + i, n - i);
+        if (k == 0) {
+            memcpy(o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(o, p + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    *o++ = '"';
+    w->len = (size_t)(o - w->buf);
+}
+
+void vps_jw_u64(vps_jw *w, uint64_t v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%" PRIu64, v);
+    vps_jw_raw(w, buf, (size_t)n);
+}
+
+void vps_jw_i64(vps_jw *w, int64_t v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
+    vps_jw_raw(w, buf, (size_t)n);
+}
+
+void vps_jw_real(vps_jw *w, double v)
+{
+    char buf[40];
+    if (!isfinite(v))
+        v = 0.0;
+    int n = snprintf(buf, sizeof(buf), "%.12g", v);
+    /* Keep it a JSON number that reads back as a float, as jansson does. */
+    if (!strpbrk(buf, ".eEn"))
+        buf[n++] = '.', buf[n++] = '0', buf[n] = '\0';
+    vps_jw_raw(w, buf, (size_t)n);
+}
+
+void vps_jw_reply(vps_jw *w, vps_reply *r, const char *content_type)
+{
+    if (!w->err && w->len == w->max)
+        w->err = VP_ETOOBIG;
+    if (!w->err)
+        jw_reserve(w, 1); /* the NUL */
+    if (w->err == VP_ETOOBIG) {
+        vps_reply_error(r, 413, "the answer would be over %zu bytes; ask for a smaller one",
+                        w->max);
+    } else if (w->err) {
+        vps_reply_error(r, 500, "out of memory");
+    } else {
+        w->buf[w->len] = '\0';
+        vps_reply_body(r, 200, content_type, w->buf, w->len);
+        w->buf = NULL;
+    }
+    vps_jw_fini(w);
 }

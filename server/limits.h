@@ -57,4 +57,45 @@ static_assert(VP_UPLOAD_SLICE_BYTES > VP_MAX_RECORD_BYTES, "a record must fit a 
 static_assert(VP_MAX_RUNS_PAGE > 0 && VP_MAX_SERVER_JOBS > 0, "no zero limits");
 static_assert((VP_STACK_CACHE_SLOTS & (VP_STACK_CACHE_SLOTS - 1)) == 0, "power of two");
 
+/* Samples a PostgreSQL connection buffers before sending them as one binary
+ * COPY (store_pg.c): a batch carries thousands, and one COPY of thousands of
+ * rows costs about what one INSERT round trip does. A row is 74 bytes, so
+ * the buffer stays near 1 MiB per connection. */
+#ifndef VP_PG_COPY_ROWS
+#define VP_PG_COPY_ROWS 16384u
+#endif
+
+/* Symbol names buffered the same way and sent as one INSERT of two arrays;
+ * bounded in bytes too, since one name may be VP_MAX_NAME_LEN long. */
+#ifndef VP_PG_NAME_ROWS
+#define VP_PG_NAME_ROWS 4096u
+#endif
+#ifndef VP_PG_NAME_BYTES
+#define VP_PG_NAME_BYTES (1024u * 1024u)
+#endif
+
+/* Samples one query of a PostgreSQL sample walk returns: a page is held
+ * whole by libpq (about 100 bytes a row), and a few dozen pages per million
+ * samples cost little next to one result per row. */
+#ifndef VP_PG_SAMPLE_PAGE
+#define VP_PG_SAMPLE_PAGE 8192u
+#endif
+
+/* Milliseconds a PostgreSQL transaction may sit idle before the database
+ * ends it (idle_in_transaction_session_timeout). A write transaction holds
+ * its run's lock; a server that stalls mid-transaction without its
+ * connection closing (a stopped process, a network partition) would hold
+ * it until TCP keepalive gives up, hours, while other servers' batches for
+ * the run wait. Our transactions never idle for long: between statements a
+ * server only parses one batch or upload slice. */
+#ifndef VP_PG_IDLE_TXN_MS
+#define VP_PG_IDLE_TXN_MS 60000u
+#endif
+
+static_assert(VP_PG_COPY_ROWS > 0 && VP_PG_NAME_ROWS > 0 && VP_PG_SAMPLE_PAGE > 0 &&
+                  VP_PG_IDLE_TXN_MS > 0,
+              "no zero limits");
+static_assert(VP_PG_SAMPLE_PAGE <= 1000000u, "a page is held in memory whole");
+static_assert(VP_PG_NAME_BYTES >= VP_MAX_NAME_LEN, "a name must fit the name buffer");
+
 #endif

@@ -2,13 +2,16 @@
  * main.c - vmpv-server: flags and config, the libuv loop, signals.
  *
  * The loop thread runs h2o (http.c); storage work runs on libuv's thread
- * pool, one SQLite connection per pool thread (store.c). SIGTERM or SIGINT
- * stops accepting, waits for the storage work in flight, then exits 0.
+ * pool, one store connection per pool thread (store.c): SQLite in --data
+ * DIR, or PostgreSQL at --db URL, which several servers may share. SIGTERM
+ * or SIGINT stops accepting, waits for the storage work in flight, then
+ * exits 0.
  */
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <uv.h>
 
 #include "http.h"
@@ -23,8 +26,14 @@
 static const vp_option options[] = {
     {"listen", "HOST:PORT", "127.0.0.1:8000", "serve HTTP here; port 0 picks a free port"},
     {"data", "DIR", "./vmpv-data", "directory of the store, DIR/vmpv.sqlite (created if missing)"},
+    {"db", "URL", "",
+     "store in PostgreSQL instead: postgresql://USER@HOST:PORT/DBNAME (a libpq URI; servers "
+     "may share it); empty = SQLite in --data"},
     {"web", "DIR", "web/dist", "directory of the built web UI"},
     {"token", "TOKEN", "", "intake token POST /api/v1/batches must carry; empty = none"},
+    {"admin-token", "TOKEN", "", "token DELETE /api/runs/{id} needs (Bearer); empty = deleting is off"},
+    {"read-token", "TOKEN", "", "token every GET /api/... needs (Bearer or the vmpv_token cookie "
+                                "set by /login?token=); empty = reading is open"},
     {"log-level", "LEVEL", "info", "debug, info, warn or error"},
     {"config", "FILE", NULL, "read settings from FILE (lines of key = value)"},
 };
@@ -37,7 +46,7 @@ static vps_http *http;
 static uv_signal_t sig_term, sig_int;
 
 /* pool_threads is the size of libuv's thread pool, which runs every store
- * call: one SQLite connection per thread means none ever waits for one. */
+ * call: one store connection per thread means none ever waits for one. */
 static unsigned pool_threads(void)
 {
     const char *e = getenv("UV_THREADPOOL_SIZE");
@@ -57,7 +66,7 @@ static void on_signal(uv_signal_t *s, int signum)
     (void)s;
     vp_info("signal %d: shutting down", signum);
     /* Closing the watchers restores the default action: a second signal
-     * kills at once, which SQLite's journal survives. */
+     * kills at once, which either store survives (a transaction is whole). */
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
     vps_http_stop(http, on_drained, NULL);
@@ -106,8 +115,14 @@ int main(int argc, char **argv)
         goto fail;
     }
     const char *data = vp_config_get(&cfg, "data");
+    const char *db = vp_config_get(&cfg, "db");
+    if (*db && strncmp(db, "postgresql://", 13) != 0 && strncmp(db, "postgres://", 11) != 0) {
+        vp_error("--db must be a postgresql:// or postgres:// URL (or empty for SQLite)");
+        goto fail;
+    }
     unsigned nconn = pool_threads();
-    if ((rc = vps_store_open(data, nconn, &store, err, sizeof(err))) != VP_OK) {
+    /* vps_store_open tells a PostgreSQL URL from a directory. */
+    if ((rc = vps_store_open(*db ? db : data, nconn, &store, err, sizeof(err))) != VP_OK) {
         vp_error("%s", err);
         goto fail;
     }
@@ -116,6 +131,12 @@ int main(int argc, char **argv)
                        .web = vp_config_get(&cfg, "web"),
                        .token = vp_config_get(&cfg, "token"),
                        .store = store};
+    /* Unset flags leave the environment ($VMPV_ADMIN_TOKEN, $VMPV_READ_TOKEN)
+     * to decide, so a deployment can keep secrets out of command lines. */
+    const char *admin = vp_config_get(&cfg, "admin-token");
+    const char *reader = vp_config_get(&cfg, "read-token");
+    o.admin_token = admin && *admin ? admin : NULL;
+    o.read_token = reader && *reader ? reader : NULL;
     if ((rc = vps_http_start(&loop, &o, &http, &port, url, sizeof(url), err, sizeof(err))) !=
         VP_OK) {
         vp_error("%s", err);
@@ -125,8 +146,12 @@ int main(int argc, char **argv)
     uv_signal_init(&loop, &sig_int);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_int, on_signal, SIGINT);
-    vp_info("store %s/vmpv.sqlite, %u connections; intake token %s", data, nconn,
-            *o.token ? "required" : "not required");
+    if (*db)
+        vp_info("store PostgreSQL, %u connections; intake token %s", nconn,
+                *o.token ? "required" : "not required");
+    else
+        vp_info("store %s/vmpv.sqlite, %u connections; intake token %s", data, nconn,
+                *o.token ? "required" : "not required");
     vp_net_ready("vmpv-server", url);
     uv_run(&loop, UV_RUN_DEFAULT);
     status = 0;

@@ -1,14 +1,10 @@
 /*
- * query.c - the read API (see query.h).
+ * query.c - the read API (see query.h): runs, collapsed stacks, functions,
+ * memory, delete, and the plumbing analysis.c shares (query_int.h).
  *
- * Names are resolved at query time, never at ingest: a name can arrive after
- * the samples that use it (always, for a live run), and the store keeps per
- * address the name vmprof's own reader would pick.
- *
- * A "function" is the (symbol, file, line) triple of a resolved name, so two
- * code objects of the same function (an address reused, a module reloaded)
- * count as one, as docs/API.md asks. Addresses with no name are functions
- * of their own, "<unknown 0x...>".
+ * Every per-sample query goes through a rundata (rundata.h): samples are
+ * counted per call-trie node first, and only the nodes that matter are
+ * expanded into functions and names.
  */
 #include "query.h"
 
@@ -19,310 +15,14 @@
 #include <string.h>
 
 #include "limits.h"
+#include "query_int.h"
+#include "symtab.h"
 #include "vp_err.h"
 #include "vp_mem.h"
 
-/* ---- names and functions ---- */
-
-void vps_name_split(const char *name, size_t len, vps_name_parts *p)
-{
-    const char *f[4];
-    size_t flen[4];
-    int n = 0;
-    size_t start = 0;
-    memset(p, 0, sizeof(*p));
-    for (size_t i = 0; i <= len && n < 4; i++) {
-        /* The fourth field (the file) runs to the end, colons and all. */
-        if (i == len || (name[i] == ':' && n < 3)) {
-            f[n] = name + start;
-            flen[n] = i - start;
-            n++;
-            start = i + 1;
-        }
-    }
-    p->fields = n;
-    if (n == 1) {
-        p->sym = f[0], p->sym_len = flen[0];
-    } else {
-        p->sym = f[1], p->sym_len = flen[1];
-    }
-    if (n >= 3)
-        p->line = f[2], p->line_len = flen[2];
-    if (n >= 4)
-        p->file = f[3], p->file_len = flen[3];
-    int64_t v = 0;
-    int ok = p->line_len > 0 && p->line_len <= 18;
-    for (size_t i = 0; ok && i < p->line_len; i++) {
-        if (p->line[i] < '0' || p->line[i] > '9')
-            ok = 0;
-        else
-            v = v * 10 + (p->line[i] - '0');
-    }
-    p->line_no = ok ? v : 0;
-    if (!p->sym)
-        p->sym = "";
-    if (!p->file)
-        p->file = "";
-    if (!p->line)
-        p->line = "";
-}
-
-typedef struct func {
-    char *key;   /* length-prefixed name, file, line: the identity */
-    size_t key_len;
-    char *name, *file; /* valid UTF-8 (repaired), NUL-terminated */
-    size_t name_len, file_len;
-    int64_t line;
-    char *label; /* "name (file:line)" with ; and line breaks made _ */
-    size_t label_len;
-    uint64_t self, total, stamp;
-} func;
-
-typedef struct symtab {
-    uint64_t *akeys;     /* address map: addr -> func index + 1 */
-    uint32_t *avals;
-    size_t acap, acount;
-    uint32_t *fslots;    /* function map: key hash slots -> func index + 1 */
-    uint64_t *fhashes;
-    size_t fcap;
-    func *funcs;
-    size_t nfuncs, funcs_cap;
-} symtab;
-
-static uint64_t mix64(uint64_t x)
-{
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-static uint64_t hash_bytes(const char *s, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a, then mixed */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
-    return mix64(h);
-}
-
-static void symtab_fini(symtab *t)
-{
-    for (size_t i = 0; i < t->nfuncs; i++) {
-        vp_free(t->funcs[i].key);
-        vp_free(t->funcs[i].name);
-        vp_free(t->funcs[i].file);
-        vp_free(t->funcs[i].label);
-    }
-    vp_free(t->funcs);
-    vp_free(t->akeys);
-    vp_free(t->avals);
-    vp_free(t->fslots);
-    vp_free(t->fhashes);
-    memset(t, 0, sizeof(*t));
-}
-
-/* addr_find returns the slot for addr (empty if absent: avals == 0). */
-static size_t addr_slot(const symtab *t, uint64_t addr)
-{
-    size_t mask = t->acap - 1, i = mix64(addr) & mask;
-    while (t->avals[i] && t->akeys[i] != addr)
-        i = (i + 1) & mask;
-    return i;
-}
-
-static int addr_put(symtab *t, uint64_t addr, uint32_t fidx)
-{
-    if ((t->acount + 1) * 2 > t->acap) {
-        size_t cap = t->acap ? t->acap * 2 : 1024;
-        symtab old = *t;
-        t->akeys = vp_calloc(cap, sizeof(uint64_t));
-        t->avals = vp_calloc(cap, sizeof(uint32_t));
-        if (!t->akeys || !t->avals) {
-            vp_free(t->akeys);
-            vp_free(t->avals);
-            t->akeys = old.akeys, t->avals = old.avals;
-            return VP_ENOMEM;
-        }
-        t->acap = cap;
-        for (size_t i = 0; i < old.acap; i++) {
-            if (old.avals[i]) {
-                size_t j = addr_slot(t, old.akeys[i]);
-                t->akeys[j] = old.akeys[i];
-                t->avals[j] = old.avals[i];
-            }
-        }
-        vp_free(old.akeys);
-        vp_free(old.avals);
-    }
-    size_t i = addr_slot(t, addr);
-    if (!t->avals[i])
-        t->acount++;
-    t->akeys[i] = addr;
-    t->avals[i] = fidx + 1;
-    return VP_OK;
-}
-
-static size_t func_slot(const symtab *t, uint64_t h, const char *key, size_t key_len)
-{
-    size_t mask = t->fcap - 1, i = h & mask;
-    while (t->fslots[i]) {
-        const func *f = &t->funcs[t->fslots[i] - 1];
-        if (t->fhashes[i] == h && f->key_len == key_len && memcmp(f->key, key, key_len) == 0)
-            break;
-        i = (i + 1) & mask;
-    }
-    return i;
-}
-
-static int func_grow(symtab *t)
-{
-    size_t cap = t->fcap ? t->fcap * 2 : 1024;
-    uint32_t *slots = vp_calloc(cap, sizeof(uint32_t));
-    uint64_t *hashes = vp_calloc(cap, sizeof(uint64_t));
-    if (!slots || !hashes) {
-        vp_free(slots);
-        vp_free(hashes);
-        return VP_ENOMEM;
-    }
-    uint32_t *old_slots = t->fslots;
-    uint64_t *old_hashes = t->fhashes;
-    size_t old_cap = t->fcap;
-    t->fslots = slots, t->fhashes = hashes, t->fcap = cap;
-    for (size_t i = 0; i < old_cap; i++) {
-        if (old_slots[i]) {
-            size_t j = old_hashes[i] & (cap - 1);
-            while (slots[j])
-                j = (j + 1) & (cap - 1);
-            slots[j] = old_slots[i];
-            hashes[j] = old_hashes[i];
-        }
-    }
-    vp_free(old_slots);
-    vp_free(old_hashes);
-    return VP_OK;
-}
-
-static char *make_label(const vps_name_parts *p, const char *name, size_t name_len,
-                        const char *file, size_t file_len, const char *line, size_t line_len,
-                        size_t *out_len)
-{
-    size_t cap = name_len + file_len + line_len + 8;
-    char *s = vp_malloc(cap);
-    if (!s)
-        return NULL;
-    int n;
-    if (p && p->fields >= 3)
-        n = snprintf(s, cap, "%.*s (%.*s:%.*s)", (int)name_len, name, (int)file_len, file,
-                     (int)line_len, line);
-    else
-        n = snprintf(s, cap, "%.*s", (int)name_len, name);
-    /* snprintf stops at a NUL inside a name; labels are text, so it goes. */
-    size_t len = n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == ';' || s[i] == '\n' || s[i] == '\r')
-            s[i] = '_';
-    }
-    *out_len = strlen(s);
-    return s;
-}
-
-/* intern returns the index of the function with these (raw) parts. */
-static int intern(symtab *t, const vps_name_parts *p, const char *unknown, uint32_t *out)
-{
-    const char *sym = unknown ? unknown : p->sym, *file = unknown ? "" : p->file;
-    const char *line = unknown ? "" : p->line;
-    size_t sl = unknown ? strlen(unknown) : p->sym_len, fl = unknown ? 0 : p->file_len;
-    size_t ll = unknown ? 0 : p->line_len;
-    char *key = vp_malloc(12 + sl + fl + ll);
-    if (!key)
-        return VP_ENOMEM;
-    size_t k = 0;
-    const char *parts[3] = {sym, file, line};
-    size_t lens[3] = {sl, fl, ll};
-    for (int i = 0; i < 3; i++) {
-        uint32_t n = (uint32_t)lens[i];
-        memcpy(key + k, &n, 4);
-        memcpy(key + k + 4, parts[i], lens[i]);
-        k += 4 + lens[i];
-    }
-    if ((t->nfuncs + 1) * 2 > t->fcap && func_grow(t) != VP_OK) {
-        vp_free(key);
-        return VP_ENOMEM;
-    }
-    uint64_t h = hash_bytes(key, k);
-    size_t slot = func_slot(t, h, key, k);
-    if (t->fslots[slot]) {
-        vp_free(key);
-        *out = t->fslots[slot] - 1;
-        return VP_OK;
-    }
-    if (t->nfuncs == t->funcs_cap) {
-        size_t cap = t->funcs_cap ? t->funcs_cap * 2 : 256;
-        func *nf = vp_realloc(t->funcs, cap * sizeof(func));
-        if (!nf) {
-            vp_free(key);
-            return VP_ENOMEM;
-        }
-        t->funcs = nf, t->funcs_cap = cap;
-    }
-    func *f = &t->funcs[t->nfuncs];
-    memset(f, 0, sizeof(*f));
-    f->key = key, f->key_len = k;
-    size_t line_len = 0;
-    char *line_clean = vps_utf8_clean(line, ll, &line_len);
-    f->name = vps_utf8_clean(sym, sl, &f->name_len);
-    f->file = vps_utf8_clean(file, fl, &f->file_len);
-    f->line = unknown ? 0 : p->line_no;
-    if (f->name && f->file && line_clean)
-        f->label = make_label(unknown ? NULL : p, f->name, f->name_len, f->file, f->file_len,
-                              line_clean, line_len, &f->label_len);
-    vp_free(line_clean);
-    if (!f->label) {
-        vp_free(f->key), vp_free(f->name), vp_free(f->file);
-        return VP_ENOMEM;
-    }
-    t->fslots[slot] = (uint32_t)t->nfuncs + 1;
-    t->fhashes[slot] = h;
-    *out = (uint32_t)t->nfuncs++;
-    return VP_OK;
-}
-
-static int on_name(void *ctx, uint64_t addr, const char *name, size_t len)
-{
-    symtab *t = ctx;
-    vps_name_parts p;
-    uint32_t idx;
-    vps_name_split(name, len, &p);
-    int rc = intern(t, &p, NULL, &idx);
-    return rc != VP_OK ? rc : addr_put(t, addr, idx);
-}
-
-/* resolve returns the function of a code address, making an unknown one
- * for an address no record named. */
-static int resolve(symtab *t, uint64_t addr, uint32_t *out)
-{
-    if (t->acap) {
-        size_t i = addr_slot(t, addr);
-        if (t->avals[i]) {
-            *out = t->avals[i] - 1;
-            return VP_OK;
-        }
-    }
-    char unknown[48];
-    snprintf(unknown, sizeof(unknown), "<unknown 0x%" PRIx64 ">", addr);
-    int rc = intern(t, NULL, unknown, out);
-    return rc != VP_OK ? rc : addr_put(t, addr, *out);
-}
-
-static int load_symtab(vps_db *db, int64_t rid, symtab *t)
-{
-    memset(t, 0, sizeof(*t));
-    return vps_db_each_name(db, rid, on_name, t);
-}
-
 /* ---- shared plumbing ---- */
 
-/* open_run starts a read and finds the run; on failure *out is filled. */
-static vps_db *open_run(vps_store *s, const char *id, vps_run *run, vps_reply *out)
+vps_db *vps__open_run(vps_store *s, const char *id, vps_run *run, vps_reply *out)
 {
     vps_db *db = NULL;
     int rc = vps_store_begin(s, VPS_READ, &db);
@@ -341,14 +41,365 @@ static vps_db *open_run(vps_store *s, const char *id, vps_run *run, vps_reply *o
     return NULL;
 }
 
-static void reply_failure(vps_reply *out, int rc)
+void vps__reply_failure(vps_reply *out, int rc)
 {
-    vps_reply_error(out, 500, "query failed: %s", vp_strerror(rc));
+    if (rc == VP_ETOOBIG)
+        vps_reply_error(out, 413, "the run has more than %u distinct call paths to analyse",
+                        VP_MAX_QUERY_NODES);
+    else
+        vps_reply_error(out, 500, "query failed: %s", vp_strerror(rc));
+}
+
+vps_rundata *vps__acquire(vps_rdcache *c, vps_db *db, const vps_run *run, vps_reply *out)
+{
+    vps_rundata *rd = NULL;
+    int rc = vps_rd_acquire(c, db, run, &rd);
+    if (rc == VP_OK)
+        return rd;
+    vps_db_end(db);
+    vps__reply_failure(out, rc);
+    return NULL;
+}
+
+static double clamp_s(double v)
+{
+    /* Keep seconds within what int64 nanoseconds can hold. */
+    return v < -9e9 ? -9e9 : v > 9e9 ? 9e9 : v;
+}
+
+static int64_t sat_add(int64_t a, int64_t b)
+{
+    if (b > 0 && a > INT64_MAX - b)
+        return INT64_MAX;
+    if (b < 0 && a < INT64_MIN - b)
+        return INT64_MIN;
+    return a + b;
+}
+
+int vps__window(const vps_run *run, const vps_window *w, vps__win *out, vps_reply *reply)
+{
+    double t_end = run->samples && run->last_t_ns > run->first_t_ns
+                       ? (double)(run->last_t_ns - run->first_t_ns) / 1e9
+                       : 0.0;
+    double from = w && w->has_from ? clamp_s(w->from) : 0.0;
+    /* Without 'to' the window runs to the last sample, or is empty if
+     * 'from' is past it; an explicit 'to' before 'from' is an error. */
+    double to = w && w->has_to ? clamp_s(w->to) : t_end > from ? t_end : from;
+    if (to < from) {
+        vps_reply_error(reply, 400, "'to' is before 'from'");
+        return VP_EINVAL;
+    }
+    out->from = from;
+    out->to = to;
+    /* Sample times are whole nanoseconds; a bound given in seconds means
+     * the nearest one, so that from=0.1 takes a sample at exactly 0.1 s. */
+    out->from_ns = sat_add(run->first_t_ns, llround(from * 1e9));
+    out->to_ns = sat_add(run->first_t_ns, llround(to * 1e9));
+    out->whole = !(w && (w->has_from || w->has_to));
+    return VP_OK;
+}
+
+void vps__subtree(const vps_rundata *rd, const uint64_t *self, uint64_t *tot)
+{
+    memcpy(tot, self, (size_t)rd->nnodes * sizeof(uint64_t));
+    for (uint32_t i = rd->nnodes; i-- > 1;)
+        tot[rd->nodes[i].parent] += tot[i];
+}
+
+void vps__per_func(const vps_rundata *rd, const uint64_t *self, const uint64_t *tot,
+                   uint64_t *fself, uint64_t *ftot)
+{
+    for (uint32_t i = 1; i < rd->nnodes; i++) {
+        const vps_rd_node *n = &rd->nodes[i];
+        fself[n->func] += self[i];
+        if (n->first)
+            ftot[n->func] += tot[i];
+    }
+}
+
+void vps__func_fields(vps_jw *w, const vps_func *f)
+{
+    vps_jw_lit(w, "\"name\":");
+    if (f)
+        vps_jw_str(w, f->name, f->name_len);
+    else
+        vps_jw_lit(w, "\"all\"");
+    vps_jw_lit(w, ",\"file\":");
+    if (f)
+        vps_jw_str(w, f->file, f->file_len);
+    else
+        vps_jw_lit(w, "\"\"");
+    vps_jw_lit(w, ",\"line\":");
+    vps_jw_i64(w, f ? f->line : 0);
+}
+
+/* ---- trees as JSON ---- */
+
+static int cmp_by_size(const void *a, const void *b, void *ctx)
+{
+    const double *size = ctx;
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    if (size[x] != size[y])
+        return size[x] > size[y] ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
+static int cmp_by_order(const void *a, const void *b, void *ctx)
+{
+    const vps__tree *t = ctx;
+    return t->order(t->ctx, *(const uint32_t *)a, *(const uint32_t *)b);
+}
+
+int vps__tree_write(const vps__tree *t, uint32_t max_nodes, vps_jw *w, int *truncated)
+{
+    uint32_t n = t->n, ncand = 0;
+    uint32_t *cand = vp_malloc((size_t)(n ? n : 1) * sizeof(uint32_t));
+    uint8_t *in = vp_calloc(n ? n : 1, 1);
+    uint32_t *first = NULL, *kids = NULL, *stack = NULL, *cursor = NULL;
+    int rc = VP_ENOMEM;
+    *truncated = 0;
+    if (!cand || !in)
+        goto done;
+    for (uint32_t i = 1; i < n; i++) {
+        if (t->size[i] > 0)
+            cand[ncand++] = i;
+    }
+    if (max_nodes < 1)
+        max_nodes = 1;
+    if (ncand > max_nodes - 1) {
+        /* Keep the biggest; ties go to the lower index, a parent first. */
+        qsort_r(cand, ncand, sizeof(uint32_t), cmp_by_size, (void *)t->size);
+        ncand = max_nodes - 1;
+        *truncated = 1;
+    }
+    in[0] = 1;
+    for (uint32_t k = 0; k < ncand; k++)
+        in[cand[k]] = 2; /* chosen */
+    /* Parents come first, so one pass keeps only nodes whose parent stays. */
+    uint32_t kept = 0;
+    for (uint32_t i = 1; i < n; i++) {
+        if (in[i] == 2) {
+            in[i] = in[t->parent(t->ctx, i)] == 1 ? 1 : 0;
+            if (!in[i])
+                *truncated = 1;
+            else
+                kept++;
+        }
+    }
+    /* Children lists: first[p]..first[p+1] in kids. */
+    first = vp_calloc((size_t)n + 1, sizeof(uint32_t));
+    kids = vp_malloc((size_t)(kept ? kept : 1) * sizeof(uint32_t));
+    stack = vp_malloc((size_t)(kept + 1) * sizeof(uint32_t));
+    cursor = vp_malloc((size_t)(kept + 1) * sizeof(uint32_t));
+    if (!first || !kids || !stack || !cursor)
+        goto done;
+    for (uint32_t i = 1; i < n; i++) {
+        if (in[i] == 1)
+            first[t->parent(t->ctx, i) + 1]++;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        first[i + 1] += first[i];
+    /* Fill with a moving cursor per parent (cand is free again). */
+    for (uint32_t i = 0; i < n; i++)
+        cand[i] = first[i];
+    for (uint32_t i = 1; i < n; i++) {
+        if (in[i] == 1) {
+            uint32_t p = t->parent(t->ctx, i);
+            kids[cand[p]++] = i;
+        }
+    }
+    /* Depth-first, iteratively: stacks can be 65536 frames deep. */
+    uint32_t sp = 0;
+    stack[0] = 0;
+    cursor[0] = first[0];
+    vps_jw_lit(w, "{");
+    t->fields(t->ctx, 0, w);
+    vps_jw_lit(w, ",\"children\":[");
+    qsort_r(kids + first[0], first[1] - first[0], sizeof(uint32_t), cmp_by_order, (void *)t);
+    for (;;) {
+        uint32_t node = stack[sp];
+        if (cursor[sp] < first[node + 1]) {
+            uint32_t c = kids[cursor[sp]];
+            if (cursor[sp] > first[node])
+                vps_jw_lit(w, ",");
+            cursor[sp]++;
+            vps_jw_lit(w, "{");
+            t->fields(t->ctx, c, w);
+            vps_jw_lit(w, ",\"children\":[");
+            qsort_r(kids + first[c], first[c + 1] - first[c], sizeof(uint32_t), cmp_by_order,
+                    (void *)t);
+            stack[++sp] = c;
+            cursor[sp] = first[c];
+            if (w->err)
+                break;
+            continue;
+        }
+        vps_jw_lit(w, "]}");
+        if (sp == 0)
+            break;
+        sp--;
+    }
+    rc = VP_OK;
+done:
+    vp_free(cand);
+    vp_free(in);
+    vp_free(first);
+    vp_free(kids);
+    vp_free(stack);
+    vp_free(cursor);
+    return rc;
 }
 
 /* ---- runs ---- */
 
-void vps_query_runs(vps_store *s, const vps_run_filter *f, vps_reply *out)
+static int ascii_contains(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle), h = strlen(hay);
+    if (n == 0)
+        return 1;
+    for (size_t i = 0; i + n <= h; i++) {
+        size_t k = 0;
+        while (k < n) {
+            int a = (unsigned char)hay[i + k], b = (unsigned char)needle[k];
+            if (a >= 'A' && a <= 'Z')
+                a += 32;
+            if (b >= 'A' && b <= 'Z')
+                b += 32;
+            if (a != b)
+                break;
+            k++;
+        }
+        if (k == n)
+            return 1;
+    }
+    return 0;
+}
+
+static int run_matches(const vps_run *r, const vps_runs_args *a)
+{
+    if (a->function && *a->function && !ascii_contains(r->function ? r->function : "",
+                                                       a->function))
+        return 0;
+    if (a->has_since && r->start_us < a->since_us)
+        return 0;
+    if (a->has_until && r->start_us > a->until_us)
+        return 0;
+    return 1;
+}
+
+/* A matching run as sorted: the key and what fetches it again. */
+typedef struct run_key {
+    double num;
+    char *str; /* project or function, for those sorts */
+    int64_t start_us, rid;
+    char id[33];
+} run_key;
+
+static int cmp_run_key(const void *pa, const void *pb, void *ctx)
+{
+    const run_key *x = pa, *y = pb;
+    int asc = *(const int *)ctx;
+    int c = 0;
+    if (x->str || y->str)
+        c = strcmp(x->str ? x->str : "", y->str ? y->str : "");
+    else if (x->num != y->num)
+        c = x->num < y->num ? -1 : 1;
+    if (!c) /* ties: newest first, whatever the order */
+        return x->start_us != y->start_us ? (x->start_us < y->start_us ? 1 : -1)
+                                          : (x->rid < y->rid) - (x->rid > y->rid);
+    return asc ? c : -c;
+}
+
+/* list_all walks every run the store filter matches, a page at a time. */
+typedef int (*run_visit)(void *ctx, vps_run *r);
+
+static int list_all(vps_db *db, const vps_runs_args *a, run_visit visit, void *ctx)
+{
+    vps_run_filter f = a->f;
+    f.limit = VP_MAX_RUNS_PAGE;
+    f.offset = 0;
+    for (;;) {
+        vps_run *runs = NULL;
+        size_t n = 0;
+        uint64_t total = 0;
+        int rc = vps_db_list_runs(db, &f, &runs, &n, &total);
+        if (rc != VP_OK)
+            return rc;
+        if (total > VP_MAX_RUNS_SCAN)
+            rc = VP_ETOOBIG;
+        for (size_t i = 0; i < n; i++) {
+            if (rc == VP_OK)
+                rc = visit(ctx, &runs[i]);
+            vps_run_fini(&runs[i]);
+        }
+        vp_free(runs);
+        if (rc != VP_OK)
+            return rc;
+        if (n < VP_MAX_RUNS_PAGE)
+            return VP_OK;
+        f.offset += VP_MAX_RUNS_PAGE;
+    }
+}
+
+typedef struct page_ctx {
+    const vps_runs_args *a;
+    int64_t now;
+    json_t *arr;
+    uint64_t matched;
+    run_key *keys;
+    size_t nkeys, keys_cap;
+} page_ctx;
+
+/* Newest first is the store's own order: a page is kept as it streams by. */
+static int on_page_run(void *vctx, vps_run *r)
+{
+    page_ctx *p = vctx;
+    if (!run_matches(r, p->a))
+        return VP_OK;
+    uint64_t k = p->matched++;
+    if (k < p->a->f.offset || k - p->a->f.offset >= p->a->f.limit)
+        return VP_OK;
+    json_t *o = vps_run_json(r, 0, p->now);
+    return o && json_array_append_new(p->arr, o) == 0 ? VP_OK : VP_ENOMEM;
+}
+
+static int on_key_run(void *vctx, vps_run *r)
+{
+    page_ctx *p = vctx;
+    if (!run_matches(r, p->a))
+        return VP_OK;
+    if (p->nkeys == p->keys_cap) {
+        size_t cap = p->keys_cap ? p->keys_cap * 2 : 256;
+        run_key *k = vp_realloc(p->keys, cap * sizeof(run_key));
+        if (!k)
+            return VP_ENOMEM;
+        p->keys = k, p->keys_cap = cap;
+    }
+    run_key *k = &p->keys[p->nkeys];
+    memset(k, 0, sizeof(*k));
+    k->start_us = r->start_us;
+    k->rid = r->rid;
+    memcpy(k->id, r->id, sizeof(k->id));
+    switch (p->a->sort) {
+    case VPS_SORT_START: k->num = (double)r->start_us; break;
+    case VPS_SORT_DURATION: k->num = vps_run_duration(r, p->now); break;
+    case VPS_SORT_PEAK: k->num = (double)r->peak_rss_kb; break;
+    case VPS_SORT_SAMPLES: k->num = (double)r->samples; break;
+    case VPS_SORT_PROJECT:
+    case VPS_SORT_FUNCTION: {
+        const char *s = p->a->sort == VPS_SORT_PROJECT ? r->project : r->function;
+        k->str = vp_strndup(s ? s : "", s ? strlen(s) : 0);
+        if (!k->str)
+            return VP_ENOMEM;
+        break;
+    }
+    }
+    p->nkeys++;
+    p->matched++;
+    return VP_OK;
+}
+
+void vps_query_runs(vps_store *s, const vps_runs_args *a, vps_reply *out)
 {
     vps_db *db = NULL;
     vps_run *runs = NULL;
@@ -359,29 +410,82 @@ void vps_query_runs(vps_store *s, const vps_run_filter *f, vps_reply *out)
         vps_reply_error(out, 503, "storage unavailable: %s", vp_strerror(rc));
         return;
     }
-    rc = vps_db_list_runs(db, f, &runs, &n, &total);
-    vps_db_end(db);
-    if (rc != VP_OK) {
-        reply_failure(out, rc);
+    int64_t now = vps_now_us();
+    int filtered = (a->function && *a->function) || a->has_since || a->has_until;
+    int store_order = a->sort == VPS_SORT_START && !a->asc;
+    page_ctx p = {.a = a, .now = now};
+    p.arr = json_array();
+    if (!p.arr) {
+        vps_db_end(db);
+        vps_reply_error(out, 500, "out of memory");
         return;
     }
-    int64_t now = vps_now_us();
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) {
-        if (arr && json_array_append_new(arr, vps_run_json(&runs[i], 0, now)) != 0) {
-            json_decref(arr);
-            arr = NULL;
+    if (store_order && !filtered) {
+        /* The store filters, orders and pages by itself. */
+        rc = vps_db_list_runs(db, &a->f, &runs, &n, &total);
+        for (size_t i = 0; i < n; i++) {
+            json_t *o = rc == VP_OK ? vps_run_json(&runs[i], 0, now) : NULL;
+            if (rc == VP_OK && (!o || json_array_append_new(p.arr, o) != 0))
+                rc = VP_ENOMEM;
+            vps_run_fini(&runs[i]);
         }
-        vps_run_fini(&runs[i]);
+        vp_free(runs);
+    } else if (store_order) {
+        rc = list_all(db, a, on_page_run, &p);
+        total = p.matched;
+    } else {
+        rc = list_all(db, a, on_key_run, &p);
+        total = p.matched;
+        if (rc == VP_OK && p.nkeys > 1)
+            qsort_r(p.keys, p.nkeys, sizeof(run_key), cmp_run_key, (void *)&a->asc);
+        for (size_t k = a->f.offset; rc == VP_OK && k < p.nkeys &&
+                                     k - a->f.offset < a->f.limit; k++) {
+            vps_run r;
+            rc = vps_db_get_run(db, p.keys[k].id, &r);
+            if (rc != VP_OK)
+                break;
+            json_t *o = vps_run_json(&r, 0, now);
+            if (!o || json_array_append_new(p.arr, o) != 0)
+                rc = VP_ENOMEM;
+            vps_run_fini(&r);
+        }
+        for (size_t k = 0; k < p.nkeys; k++)
+            vp_free(p.keys[k].str);
+        vp_free(p.keys);
     }
-    vp_free(runs);
-    vps_reply_json(out, 200, json_pack("{s:o, s:I}", "runs", arr, "total", (json_int_t)total));
+    vps_db_end(db);
+    if (rc == VP_ETOOBIG) {
+        json_decref(p.arr);
+        vps_reply_error(out, 400,
+                        "more than %u runs to filter or sort; narrow the list with project",
+                        VP_MAX_RUNS_SCAN);
+        return;
+    }
+    if (rc != VP_OK) {
+        json_decref(p.arr);
+        vps__reply_failure(out, rc);
+        return;
+    }
+    vps_reply_json(out, 200, json_pack("{s:o, s:I}", "runs", p.arr, "total", (json_int_t)total));
+}
+
+void vps_query_warm(vps_store *s, vps_rdcache *c, const char *id)
+{
+    vps_run run;
+    vps_reply ignored = {0};
+    vps_db *db = vps__open_run(s, id, &run, &ignored);
+    if (db) {
+        vps_rd_warm(c, db, &run);
+        vps_db_end(db);
+        vps_run_fini(&run);
+    }
+    vps_reply_fini(&ignored);
 }
 
 void vps_query_run(vps_store *s, const char *id, vps_reply *out)
 {
     vps_run run;
-    vps_db *db = open_run(s, id, &run, out);
+    vps_db *db = vps__open_run(s, id, &run, out);
     if (!db)
         return;
     vps_db_end(db);
@@ -389,7 +493,43 @@ void vps_query_run(vps_store *s, const char *id, vps_reply *out)
     vps_run_fini(&run);
 }
 
-/* ---- collapsed stacks and functions ---- */
+void vps_query_delete(vps_store *s, vps_rdcache *c, const char *id, vps_reply *out)
+{
+    vps_db *db = NULL;
+    vps_run run;
+    int rc = vps_store_begin(s, VPS_WRITE, &db);
+    if (rc != VP_OK) {
+        vps_reply_error(out, 503, "storage unavailable: %s", vp_strerror(rc));
+        return;
+    }
+    rc = vps_db_get_run(db, id, &run);
+    if (rc == VP_ENOTFOUND) {
+        vps_db_end(db);
+        vps_reply_error(out, 404, "no run %s", id);
+        return;
+    }
+    if (rc == VP_OK) {
+        rc = vps_db_delete_run(db, run.rid);
+        vps_run_fini(&run);
+    }
+    if (rc == VP_OK) {
+        rc = vps_db_commit(db);
+    } else {
+        vps_db_end(db);
+    }
+    if (rc != VP_OK) {
+        vps_reply_error(out, 500, "storage failed: %s", vp_strerror(rc));
+        return;
+    }
+    vps_rdcache_drop(c, id);
+    char *empty = vp_malloc(1);
+    if (empty)
+        vps_reply_body(out, 204, "text/plain; charset=utf-8", empty, 0);
+    else
+        vps_reply_error(out, 500, "out of memory");
+}
+
+/* ---- collapsed stacks ---- */
 
 typedef struct line {
     char *text;
@@ -397,20 +537,18 @@ typedef struct line {
     uint64_t count;
 } line;
 
-typedef struct stacks_ctx {
-    symtab syms;
-    uint64_t stamp;
+typedef struct collapsed_ctx {
+    vps_symtab syms;
     uint32_t *fidx; /* per-frame function, scratch */
     uint32_t fidx_cap;
-    line *lines;    /* collapsed only */
+    line *lines;
     size_t nlines, lines_cap;
-    int collapsed;
-} stacks_ctx;
+} collapsed_ctx;
 
 static int on_stack(void *vctx, int64_t stack_id, const uint64_t *frames, uint32_t n,
                     uint64_t count)
 {
-    stacks_ctx *c = vctx;
+    collapsed_ctx *c = vctx;
     (void)stack_id;
     if (n == 0)
         return 0; /* nothing to attribute; still counted in the run's samples */
@@ -420,33 +558,19 @@ static int on_stack(void *vctx, int64_t stack_id, const uint64_t *frames, uint32
             return VP_ENOMEM;
         c->fidx = p, c->fidx_cap = n;
     }
+    size_t len = n - 1;
     for (uint32_t i = 0; i < n; i++) {
-        int rc = resolve(&c->syms, frames[i], &c->fidx[i]);
+        int rc = vps_symtab_resolve(&c->syms, frames[i], &c->fidx[i]);
         if (rc != VP_OK)
             return rc;
-    }
-    if (!c->collapsed) {
-        /* total: once per stack however often the function recurses. */
-        c->stamp++;
-        for (uint32_t i = 0; i < n; i++) {
-            func *f = &c->syms.funcs[c->fidx[i]];
-            if (f->stamp != c->stamp) {
-                f->stamp = c->stamp;
-                f->total += count;
-            }
-        }
-        c->syms.funcs[c->fidx[n - 1]].self += count;
-        return 0;
-    }
-    size_t len = n - 1;
-    for (uint32_t i = 0; i < n; i++)
         len += c->syms.funcs[c->fidx[i]].label_len;
+    }
     char *text = vp_malloc(len + 1);
     if (!text)
         return VP_ENOMEM;
     size_t k = 0;
     for (uint32_t i = 0; i < n; i++) {
-        const func *f = &c->syms.funcs[c->fidx[i]];
+        const vps_func *f = &c->syms.funcs[c->fidx[i]];
         if (i)
             text[k++] = ';';
         memcpy(text + k, f->label, f->label_len);
@@ -474,44 +598,33 @@ static int cmp_line(const void *a, const void *b)
     return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
-static void stacks_fini(stacks_ctx *c)
+static void collapsed_fini(collapsed_ctx *c)
 {
     for (size_t i = 0; i < c->nlines; i++)
         vp_free(c->lines[i].text);
     vp_free(c->lines);
     vp_free(c->fidx);
-    symtab_fini(&c->syms);
-}
-
-/* walk_stacks loads the run's names and feeds every stack to on_stack. */
-static int walk_stacks(vps_store *s, const char *id, stacks_ctx *c, vps_run *run,
-                       vps_reply *out)
-{
-    vps_db *db = open_run(s, id, run, out);
-    if (!db)
-        return VP_ENOTFOUND;
-    int rc = load_symtab(db, run->rid, &c->syms);
-    if (rc == VP_OK)
-        rc = vps_db_each_stack_count(db, run->rid, on_stack, c);
-    vps_db_end(db);
-    if (rc != VP_OK) {
-        reply_failure(out, rc);
-        vps_run_fini(run);
-    }
-    return rc;
+    vps_symtab_fini(&c->syms);
 }
 
 void vps_query_collapsed(vps_store *s, const char *id, vps_reply *out)
 {
-    stacks_ctx c;
+    collapsed_ctx c;
     vps_run run;
     memset(&c, 0, sizeof(c));
-    c.collapsed = 1;
-    if (walk_stacks(s, id, &c, &run, out) != VP_OK) {
-        stacks_fini(&c);
+    vps_db *db = vps__open_run(s, id, &run, out);
+    if (!db)
+        return;
+    int rc = vps_symtab_load(&c.syms, db, run.rid);
+    if (rc == VP_OK)
+        rc = vps_db_each_stack_count(db, run.rid, on_stack, &c);
+    vps_db_end(db);
+    vps_run_fini(&run);
+    if (rc != VP_OK) {
+        collapsed_fini(&c);
+        vps__reply_failure(out, rc);
         return;
     }
-    vps_run_fini(&run);
     if (c.nlines > 1)
         qsort(c.lines, c.nlines, sizeof(line), cmp_line);
     /* Different stacks can print alike (two code objects of one function):
@@ -530,7 +643,7 @@ void vps_query_collapsed(vps_store *s, const char *id, vps_reply *out)
         total += c.lines[i].len + 22;
     char *body = vp_malloc(total + 1);
     if (!body) {
-        stacks_fini(&c);
+        collapsed_fini(&c);
         vps_reply_error(out, 500, "out of memory");
         return;
     }
@@ -540,228 +653,545 @@ void vps_query_collapsed(vps_store *s, const char *id, vps_reply *out)
         k += c.lines[i].len;
         k += (size_t)snprintf(body + k, total + 1 - k, " %" PRIu64 "\n", c.lines[i].count);
     }
-    stacks_fini(&c);
+    collapsed_fini(&c);
     vps_reply_body(out, 200, "text/plain; charset=utf-8", body, k);
 }
 
-static int cmp_func(const void *a, const void *b)
+/* ---- functions ---- */
+
+typedef struct func_row {
+    const vps_func *f;
+    uint64_t self, total;
+} func_row;
+
+static int cmp_func_row(const void *a, const void *b)
 {
-    const func *x = *(func *const *)a, *y = *(func *const *)b;
+    const func_row *x = a, *y = b;
     if (x->total != y->total)
         return x->total < y->total ? 1 : -1;
     if (x->self != y->self)
         return x->self < y->self ? 1 : -1;
-    int c = strcmp(x->name, y->name);
-    if (c)
-        return c;
-    c = strcmp(x->file, y->file);
-    if (c)
-        return c;
-    return (x->line > y->line) - (x->line < y->line);
+    return vps_func_order(x->f, y->f);
 }
 
-void vps_query_functions(vps_store *s, const char *id, vps_reply *out)
+void vps_query_functions(vps_store *s, vps_rdcache *c, const char *id, const vps_window *w,
+                         vps_reply *out)
 {
-    stacks_ctx c;
     vps_run run;
-    memset(&c, 0, sizeof(c));
-    if (walk_stacks(s, id, &c, &run, out) != VP_OK) {
-        stacks_fini(&c);
+    vps__win win;
+    vps_db *db = vps__open_run(s, id, &run, out);
+    if (!db)
+        return;
+    if (vps__window(&run, w, &win, out) != VP_OK) {
+        vps_db_end(db);
+        vps_run_fini(&run);
         return;
     }
-    uint64_t samples = run.samples;
+    vps_rundata *rd = vps__acquire(c, db, &run, out);
     vps_run_fini(&run);
-    func **order = vp_malloc((c.syms.nfuncs ? c.syms.nfuncs : 1) * sizeof(func *));
-    json_t *arr = json_array();
-    if (!order || !arr) {
-        vp_free(order);
-        json_decref(arr);
-        stacks_fini(&c);
-        vps_reply_error(out, 500, "out of memory");
+    if (!rd)
         return;
-    }
-    size_t n = 0;
-    for (size_t i = 0; i < c.syms.nfuncs; i++) {
-        if (c.syms.funcs[i].total > 0)
-            order[n++] = &c.syms.funcs[i];
-    }
-    if (n > 1)
-        qsort(order, n, sizeof(func *), cmp_func);
-    for (size_t i = 0; i < n && arr; i++) {
-        const func *f = order[i];
-        json_t *o = json_pack("{s:s%, s:s%, s:I, s:I, s:I}", "name", f->name, f->name_len,
-                              "file", f->file, f->file_len, "line", (json_int_t)f->line, "self",
-                              (json_int_t)f->self, "total", (json_int_t)f->total);
-        if (json_array_append_new(arr, o) != 0) {
-            json_decref(arr);
-            arr = NULL;
+    uint64_t nsamples = 0;
+    size_t nn = rd->nnodes, nf = rd->syms.nfuncs ? rd->syms.nfuncs : 1;
+    uint64_t *self = vp_malloc(nn * sizeof(uint64_t)), *tot = vp_malloc(nn * sizeof(uint64_t));
+    uint64_t *fself = vp_calloc(nf, sizeof(uint64_t)), *ftot = vp_calloc(nf, sizeof(uint64_t));
+    func_row *rows = vp_malloc(nf * sizeof(func_row));
+    json_t *arr = json_array();
+    int rc = VP_ENOMEM;
+    if (self && tot && fself && ftot && rows && arr)
+        rc = vps_rd_count(rd, db, win.whole, win.from_ns, win.to_ns, self, &nsamples);
+    vps_db_end(db);
+    if (rc == VP_OK) {
+        vps__subtree(rd, self, tot);
+        vps__per_func(rd, self, tot, fself, ftot);
+        size_t n = 0;
+        for (size_t i = 0; i < rd->syms.nfuncs; i++) {
+            if (ftot[i] > 0)
+                rows[n++] = (func_row){&rd->syms.funcs[i], fself[i], ftot[i]};
+        }
+        if (n > 1)
+            qsort(rows, n, sizeof(func_row), cmp_func_row);
+        for (size_t i = 0; i < n && rc == VP_OK; i++) {
+            const vps_func *f = rows[i].f;
+            json_t *o = json_pack("{s:o, s:o, s:I, s:I, s:I}", "name",
+                                  vps_json_str(f->name, f->name_len), "file",
+                                  vps_json_str(f->file, f->file_len), "line",
+                                  (json_int_t)f->line, "self", (json_int_t)rows[i].self,
+                                  "total", (json_int_t)rows[i].total);
+            if (!o || json_array_append_new(arr, o) != 0)
+                rc = VP_ENOMEM;
         }
     }
-    vp_free(order);
-    stacks_fini(&c);
-    vps_reply_json(out, 200, json_pack("{s:I, s:o}", "samples", (json_int_t)samples,
-                                       "functions", arr));
+    vps_rd_release(c, rd);
+    vp_free(self), vp_free(tot), vp_free(fself), vp_free(ftot), vp_free(rows);
+    if (rc != VP_OK) {
+        json_decref(arr);
+        vps__reply_failure(out, rc);
+        return;
+    }
+    json_t *doc = json_pack("{s:I, s:o}", "samples", (json_int_t)nsamples, "functions", arr);
+    if (doc && !win.whole) {
+        json_object_set_new(doc, "from", json_real(win.from));
+        json_object_set_new(doc, "to", json_real(win.to));
+    }
+    vps_reply_json(out, 200, doc);
 }
 
 /* ---- memory ---- */
 
 typedef struct bucket {
-    uint64_t n, min, max, sum, best_rss;
-    int64_t best_stack;
+    uint64_t n, min, max, sum, best_rss, best_idx;
+    uint32_t best_node; /* first sample with the highest RSS */
+    uint32_t prefix;    /* common ancestor of every sample's node */
+    uint32_t freq;      /* most frequent node */
+    uint64_t freq_n;
 } bucket;
 
+/* Per-bucket node counts. While samples come in bucket order (the sample
+ * clock only moves forward, the usual case) one dense counter array serves
+ * every bucket in turn; a sample for an earlier bucket restarts the walk
+ * with a hash table of (bucket, node) counts instead. */
 typedef struct memory_ctx {
+    const vps_rundata *rd;
     bucket *b;
     uint32_t nb;
-    int64_t first_ns;
-    double from, width;
+    int64_t from_ns, span_ns;
+    /* the current bucket's time range */
+    uint32_t cur;
+    int64_t cur_lo, cur_hi;
+    int started;
+    /* dense mode */
+    uint32_t *cnt, *touched;
+    uint32_t ntouched;
+    /* hash mode */
+    int hashed;
+    uint64_t *hkeys; /* (bucket << 32 | node) + 1 */
+    uint64_t *hvals;
+    size_t hcap, hcount;
 } memory_ctx;
 
-static int on_sample(void *vctx, const vps_sample_row *row)
+#define RESTART 1
+
+static int64_t ceil_div(__int128 a, int64_t b)
 {
-    memory_ctx *m = vctx;
-    double t = (double)(row->t_ns - m->first_ns) / 1e9;
-    uint32_t i = 0;
-    if (m->width > 0) {
-        double k = floor((t - m->from) / m->width);
-        i = k < 0 ? 0 : k >= m->nb ? m->nb - 1 : (uint32_t)k;
+    return (int64_t)((a + b - 1) / b);
+}
+
+static uint32_t bucket_of(memory_ctx *m, int64_t t)
+{
+    if (m->span_ns <= 0)
+        return 0;
+    int64_t off = t - m->from_ns;
+    if (off <= 0)
+        return 0;
+    __int128 k = (__int128)off * m->nb / m->span_ns;
+    return k >= m->nb ? m->nb - 1 : (uint32_t)k;
+}
+
+static void set_range(memory_ctx *m, uint32_t b)
+{
+    m->cur = b;
+    if (m->span_ns <= 0) {
+        m->cur_lo = INT64_MIN, m->cur_hi = INT64_MAX;
+        return;
     }
-    bucket *b = &m->b[i];
-    if (b->n == 0 || row->rss_kb < b->min)
-        b->min = row->rss_kb;
-    if (b->n == 0 || row->rss_kb > b->max)
-        b->max = row->rss_kb;
-    /* The first sample with the bucket's highest RSS names its stack. */
-    if (b->n == 0 || row->rss_kb > b->best_rss) {
-        b->best_rss = row->rss_kb;
-        b->best_stack = row->stack_id;
+    m->cur_lo = b == 0 ? INT64_MIN : m->from_ns + ceil_div((__int128)b * m->span_ns, m->nb);
+    m->cur_hi = b + 1 >= m->nb ? INT64_MAX
+                               : m->from_ns + ceil_div((__int128)(b + 1) * m->span_ns, m->nb);
+}
+
+static void finish_dense(memory_ctx *m)
+{
+    bucket *b = &m->b[m->cur];
+    const vps_rundata *rd = m->rd;
+    for (uint32_t i = 0; i < m->ntouched; i++) {
+        uint32_t node = m->touched[i];
+        uint64_t k = m->cnt[node];
+        m->cnt[node] = 0;
+        b->prefix = i == 0 ? node : vps_rd_lca(rd, b->prefix, node);
+        if (k > b->freq_n) {
+            b->freq_n = k;
+            b->freq = node;
+        }
+    }
+    m->ntouched = 0;
+}
+
+static int hash_add(memory_ctx *m, uint32_t bi, uint32_t node)
+{
+    if ((m->hcount + 1) * 2 > m->hcap) {
+        if (m->hcount >= VP_MAX_QUERY_NODES)
+            return VP_ETOOBIG;
+        size_t cap = m->hcap ? m->hcap * 2 : 4096;
+        uint64_t *k = vp_calloc(cap, sizeof(uint64_t)), *v = vp_malloc(cap * sizeof(uint64_t));
+        if (!k || !v) {
+            vp_free(k), vp_free(v);
+            return VP_ENOMEM;
+        }
+        for (size_t i = 0; i < m->hcap; i++) {
+            if (!m->hkeys[i])
+                continue;
+            size_t j = vps_hash64(m->hkeys[i]) & (cap - 1);
+            while (k[j])
+                j = (j + 1) & (cap - 1);
+            k[j] = m->hkeys[i], v[j] = m->hvals[i];
+        }
+        vp_free(m->hkeys), vp_free(m->hvals);
+        m->hkeys = k, m->hvals = v, m->hcap = cap;
+    }
+    uint64_t key = ((uint64_t)bi << 32 | node) + 1;
+    size_t i = vps_hash64(key) & (m->hcap - 1);
+    while (m->hkeys[i] && m->hkeys[i] != key)
+        i = (i + 1) & (m->hcap - 1);
+    if (!m->hkeys[i]) {
+        m->hkeys[i] = key;
+        m->hvals[i] = 0;
+        m->hcount++;
+    }
+    uint64_t k = ++m->hvals[i];
+    bucket *b = &m->b[bi];
+    /* Ties go to the lower node, so the answer does not depend on order. */
+    if (k > b->freq_n || (k == b->freq_n && node < b->freq)) {
+        b->freq_n = k;
+        b->freq = node;
+    }
+    return VP_OK;
+}
+
+static inline int mem_add(memory_ctx *m, uint64_t idx, int64_t t, uint64_t rss, uint32_t node)
+{
+    uint32_t bi;
+    if (m->started && t >= m->cur_lo && t < m->cur_hi) {
+        bi = m->cur;
+    } else {
+        bi = bucket_of(m, t);
+        if (!m->hashed) {
+            if (m->started && bi < m->cur)
+                return RESTART;
+            if (m->started)
+                finish_dense(m);
+        }
+        set_range(m, bi);
+        m->started = 1;
+    }
+    bucket *b = &m->b[bi];
+    if (b->n == 0 || rss < b->min)
+        b->min = rss;
+    if (b->n == 0 || rss > b->max)
+        b->max = rss;
+    if (b->n == 0 || rss > b->best_rss || (rss == b->best_rss && idx < b->best_idx)) {
+        b->best_rss = rss;
+        b->best_idx = idx;
+        b->best_node = node;
+    }
+    b->sum += rss;
+    if (m->hashed) {
+        if (b->n == 0 || node == b->prefix)
+            b->prefix = node;
+        else
+            b->prefix = vps_rd_lca(m->rd, b->prefix, node);
+        b->n++;
+        return hash_add(m, bi, node);
     }
     b->n++;
-    b->sum += row->rss_kb;
+    if (m->cnt[node]++ == 0)
+        m->touched[m->ntouched++] = node;
     return 0;
 }
 
-static json_t *stack_labels(vps_db *db, int64_t rid, int64_t stack_id, symtab *syms)
+static int on_mem_sample(void *ctx, uint64_t idx, int64_t t, uint64_t rss, uint32_t node)
 {
-    uint64_t *frames = NULL;
-    uint32_t n = 0;
-    json_t *arr = json_array();
-    int rc = vps_db_get_stack(db, rid, stack_id, &frames, &n);
-    if (rc == VP_ENOTFOUND)
-        return arr;
-    if (rc != VP_OK || !arr) {
-        json_decref(arr);
-        return NULL;
+    return mem_add(ctx, idx, t, rss, node);
+}
+
+/* raw_run adds cached samples [lo, hi) to the current bucket's sums. */
+static void raw_run(memory_ctx *m, bucket *bk, uint64_t lo, uint64_t hi)
+{
+    const vps_rundata *rd = m->rd;
+    const uint32_t *rss = rd->rss_kb, *nd = rd->node;
+    uint32_t mn = bk->n ? (uint32_t)bk->min : UINT32_MAX, mx = 0;
+    uint64_t sum = 0;
+    for (uint64_t i = lo; i < hi; i++) {
+        uint32_t v = rss[i];
+        mn = v < mn ? v : mn;
+        mx = v > mx ? v : mx;
+        sum += v;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t idx;
-        if (resolve(syms, frames[i], &idx) != VP_OK ||
-            json_array_append_new(arr, vps_json_str(syms->funcs[idx].label,
-                                                    syms->funcs[idx].label_len)) != 0) {
-            json_decref(arr);
-            arr = NULL;
-            break;
+    if (bk->n == 0 || mx > bk->max) {
+        uint64_t first = lo;
+        while (rss[first] != mx)
+            first++;
+        bk->max = bk->best_rss = mx;
+        bk->best_idx = first;
+        bk->best_node = nd[first];
+    }
+    bk->min = mn;
+    bk->sum += sum;
+    bk->n += hi - lo;
+    uint32_t *cnt = m->cnt, *touched = m->touched, nt = m->ntouched;
+    for (uint64_t i = lo; i < hi; i++) {
+        uint32_t x = nd[i];
+        if (cnt[x]++ == 0)
+            touched[nt++] = x;
+    }
+    m->ntouched = nt;
+}
+
+/* bucket_run fills bucket b from the cached samples [lo, hi), all of which
+ * fall in it: whole blocks from their summaries, the ends sample by sample.
+ * Blocks are taken in order and ties keep the first, as a scan would. */
+static void bucket_run(memory_ctx *m, uint32_t b, uint64_t lo, uint64_t hi)
+{
+    const vps_rundata *rd = m->rd;
+    bucket *bk = &m->b[b];
+    m->cur = b;
+    while (lo < hi) {
+        uint64_t k = lo / VPS_RD_BLOCK, end = (k + 1) * VPS_RD_BLOCK;
+        const vps_rd_block *s = &rd->blocks[k];
+        if (lo != k * VPS_RD_BLOCK || end > hi || s->nhist == VPS_RD_NONE) {
+            if (end > hi)
+                end = hi;
+            raw_run(m, bk, lo, end);
+            lo = end;
+            continue;
         }
+        if (bk->n == 0 || s->min < bk->min)
+            bk->min = s->min;
+        if (bk->n == 0 || s->max > bk->max) {
+            bk->max = bk->best_rss = s->max;
+            bk->best_idx = lo + s->argmax;
+            bk->best_node = rd->node[lo + s->argmax];
+        }
+        bk->sum += s->sum;
+        bk->n += VPS_RD_BLOCK;
+        const vps_rd_hist *h = rd->hist + s->hist;
+        for (uint32_t j = 0; j < s->nhist; j++) {
+            if (m->cnt[h[j].node] == 0)
+                m->touched[m->ntouched++] = h[j].node;
+            m->cnt[h[j].node] += h[j].count;
+        }
+        lo = end;
     }
-    vp_free(frames);
-    return arr;
+    finish_dense(m);
 }
 
-static double clamp_s(double v)
+static int memory_walk(memory_ctx *m, vps_db *db)
 {
-    /* Keep seconds within what int64 nanoseconds can hold. */
-    return v < -9e9 ? -9e9 : v > 9e9 ? 9e9 : v;
+    const vps_rundata *rd = m->rd;
+    int rc = VP_OK;
+    int64_t to_ns = m->from_ns + m->span_ns;
+    if (rd->cached && rd->monotonic && !m->hashed) {
+        /* The hot path of the memory view: every bucket is a range of
+         * positions found by bisection. */
+        uint64_t pos = vps_rd_lower(rd, m->from_ns);
+        uint64_t end = to_ns == INT64_MAX ? rd->samples : vps_rd_lower(rd, to_ns + 1);
+        for (uint32_t b = 0; b < m->nb && pos < end; b++) {
+            set_range(m, b);
+            uint64_t stop = m->cur_hi == INT64_MAX ? end : vps_rd_lower(rd, m->cur_hi);
+            if (stop > end)
+                stop = end;
+            if (stop > pos)
+                bucket_run(m, b, pos, stop);
+            pos = stop;
+        }
+        return VP_OK;
+    }
+    if (rd->cached && !m->hashed) {
+        /* A clock that went backwards: samples in time order, so buckets
+         * still come one after another. */
+        const uint32_t *order = rd->order;
+        uint64_t a = 0, z = rd->samples;
+        while (a < z) {
+            uint64_t mid = a + (z - a) / 2;
+            if (rd->t_ns[order[mid]] < m->from_ns)
+                a = mid + 1;
+            else
+                z = mid;
+        }
+        for (uint64_t k = a; k < rd->samples; k++) {
+            uint32_t i = order[k];
+            int64_t t = rd->t_ns[i];
+            if (t > to_ns)
+                break;
+            if ((rc = mem_add(m, i, t, rd->rss_kb[i], rd->node[i])) != 0)
+                break;
+        }
+    } else {
+        rc = vps_rd_each(rd, db, m->from_ns, to_ns, on_mem_sample, m);
+    }
+    if (rc == 0 && !m->hashed && m->started)
+        finish_dense(m);
+    return rc;
 }
 
-void vps_query_memory(vps_store *s, const char *id, const vps_memory_args *a, vps_reply *out)
+/* stack_text writes the root-first labels of a node's path. */
+static int stack_text(const vps_rundata *rd, uint32_t node, vps_jw *w)
+{
+    uint32_t depth = rd->nodes[node].depth;
+    uint32_t *path = vp_malloc((size_t)(depth ? depth : 1) * sizeof(uint32_t));
+    if (!path)
+        return VP_ENOMEM;
+    for (uint32_t d = depth; d-- > 0;) {
+        path[d] = rd->nodes[node].func;
+        node = rd->nodes[node].parent;
+    }
+    vps_jw_lit(w, "[");
+    for (uint32_t d = 0; d < depth; d++) {
+        const vps_func *f = &rd->syms.funcs[path[d]];
+        if (d)
+            vps_jw_lit(w, ",");
+        vps_jw_str(w, f->label, f->label_len);
+    }
+    vps_jw_lit(w, "]");
+    vp_free(path);
+    return VP_OK;
+}
+
+/* A node -> index map for the "stacks" list, whose text goes to w. */
+typedef struct stack_ids {
+    uint32_t *keys, *vals; /* key node + 1 */
+    size_t cap, n;
+    vps_jw w;
+} stack_ids;
+
+static int stack_index(stack_ids *s, const vps_rundata *rd, uint32_t node, uint32_t *out)
+{
+    size_t i = vps_hash64(node) & (s->cap - 1);
+    while (s->keys[i]) {
+        if (s->keys[i] == node + 1) {
+            *out = s->vals[i];
+            return VP_OK;
+        }
+        i = (i + 1) & (s->cap - 1);
+    }
+    if (s->n)
+        vps_jw_lit(&s->w, ",");
+    int rc = stack_text(rd, node, &s->w);
+    if (rc != VP_OK)
+        return rc;
+    s->keys[i] = node + 1;
+    s->vals[i] = (uint32_t)s->n++;
+    *out = s->vals[i];
+    return VP_OK;
+}
+
+void vps_query_memory(vps_store *s, vps_rdcache *c, const char *id, const vps_memory_args *a,
+                      vps_reply *out)
 {
     vps_run run;
-    symtab syms;
+    vps__win win;
     memory_ctx m;
-    memset(&syms, 0, sizeof(syms));
+    stack_ids ids = {0};
     memset(&m, 0, sizeof(m));
-    vps_db *db = open_run(s, id, &run, out);
+    vps_db *db = vps__open_run(s, id, &run, out);
     if (!db)
         return;
-    double t_end = run.samples && run.last_t_ns > run.first_t_ns
-                       ? (double)(run.last_t_ns - run.first_t_ns) / 1e9
-                       : 0.0;
-    double from = a->has_from ? clamp_s(a->from) : 0.0;
-    /* Without 'to' the window runs to the last sample, or is empty if
-     * 'from' is past it; an explicit 'to' before 'from' is an error. */
-    double to = a->has_to ? clamp_s(a->to) : t_end > from ? t_end : from;
-    json_t *points = NULL, *stacks = NULL, *doc = NULL;
-    int64_t *ids = NULL;
-    int rc = VP_OK;
-    if (to < from) {
+    if (vps__window(&run, &a->w, &win, out) != VP_OK) {
         vps_db_end(db);
         vps_run_fini(&run);
-        vps_reply_error(out, 400, "'to' is before 'from'");
         return;
     }
+    vps_rundata *rd = NULL;
+    vps_jw jw;
+    int rc = VP_OK;
+    vps_jw_init(&jw, VP_MAX_EXPORT_BYTES);
+    vps_jw_init(&ids.w, VP_MAX_EXPORT_BYTES);
+    if (run.samples > 0 && !(rd = vps__acquire(c, db, &run, out))) {
+        vps_run_fini(&run);
+        return;
+    }
+    m.rd = rd;
     m.nb = a->buckets;
+    m.from_ns = win.from_ns;
+    m.span_ns = win.to_ns - win.from_ns;
     m.b = vp_calloc(m.nb, sizeof(bucket));
-    ids = vp_calloc(m.nb, sizeof(int64_t));
-    points = json_array();
-    stacks = json_array();
-    if (!m.b || !ids || !points || !stacks) {
+    ids.cap = 1;
+    while (ids.cap < (size_t)m.nb * 6)
+        ids.cap *= 2;
+    ids.keys = vp_calloc(ids.cap, sizeof(uint32_t));
+    ids.vals = vp_malloc(ids.cap * sizeof(uint32_t));
+    if (!m.b || !ids.keys || !ids.vals) {
         rc = VP_ENOMEM;
         goto fail;
     }
-    m.first_ns = run.first_t_ns;
-    m.from = from;
-    m.width = (to - from) / m.nb;
-    if (run.samples > 0) {
-        int64_t from_ns = run.first_t_ns + (int64_t)floor(from * 1e9);
-        int64_t to_ns = run.first_t_ns + (int64_t)ceil(to * 1e9);
-        if ((rc = vps_db_each_sample(db, run.rid, from_ns, to_ns, on_sample, &m)) != VP_OK)
-            goto fail;
-        if ((rc = load_symtab(db, run.rid, &syms)) != VP_OK)
-            goto fail;
-    }
-    uint64_t peak = 0;
-    size_t nids = 0;
-    for (uint32_t i = 0; i < m.nb; i++) {
-        const bucket *b = &m.b[i];
-        if (b->n == 0)
-            continue;
-        size_t k = 0;
-        while (k < nids && ids[k] != b->best_stack)
-            k++;
-        if (k == nids) {
-            json_t *labels = stack_labels(db, run.rid, b->best_stack, &syms);
-            if (!labels || json_array_append_new(stacks, labels) != 0) {
-                rc = VP_ENOMEM;
-                goto fail;
-            }
-            ids[nids++] = b->best_stack;
-        }
-        if (b->max > peak)
-            peak = b->max;
-        json_t *p = json_pack("{s:f, s:I, s:I, s:I, s:I, s:I}", "t", from + i * m.width, "n",
-                              (json_int_t)b->n, "min", (json_int_t)b->min, "mean",
-                              (json_int_t)((b->sum + b->n / 2) / b->n), "max",
-                              (json_int_t)b->max, "stack", (json_int_t)k);
-        if (json_array_append_new(points, p) != 0) {
+    if (rd) {
+        m.cnt = vp_calloc(rd->nnodes, sizeof(uint32_t));
+        m.touched = vp_malloc((size_t)rd->nnodes * sizeof(uint32_t));
+        if (!m.cnt || !m.touched) {
             rc = VP_ENOMEM;
             goto fail;
         }
+        rc = memory_walk(&m, db);
+        if (rc == RESTART) {
+            /* The clock went backwards: count per (bucket, node) instead. */
+            memset(m.b, 0, m.nb * sizeof(bucket));
+            memset(m.cnt, 0, (size_t)rd->nnodes * sizeof(uint32_t));
+            m.ntouched = 0;
+            m.started = 0;
+            m.hashed = 1;
+            rc = memory_walk(&m, db);
+        }
+        if (rc != VP_OK)
+            goto fail;
     }
     vps_db_end(db);
     db = NULL;
-    doc = json_pack("{s:f, s:f, s:I, s:o, s:o}", "from", from, "to", to, "peak_rss_kb",
-                    (json_int_t)peak, "points", points, "stacks", stacks);
-    points = stacks = NULL;
-    vps_reply_json(out, 200, doc);
+    uint64_t peak = 0;
+    for (uint32_t i = 0; i < m.nb; i++) {
+        if (m.b[i].n && m.b[i].max > peak)
+            peak = m.b[i].max;
+    }
+    double width = (win.to - win.from) / m.nb;
+    vps_jw_lit(&jw, "{\"from\":");
+    vps_jw_real(&jw, win.from);
+    vps_jw_lit(&jw, ",\"to\":");
+    vps_jw_real(&jw, win.to);
+    vps_jw_lit(&jw, ",\"peak_rss_kb\":");
+    vps_jw_u64(&jw, peak);
+    vps_jw_lit(&jw, ",\"points\":[");
+    int npoints = 0;
+    for (uint32_t i = 0; i < m.nb; i++) {
+        const bucket *b = &m.b[i];
+        uint32_t si, pi, fi;
+        if (b->n == 0)
+            continue;
+        if ((rc = stack_index(&ids, rd, b->best_node, &si)) != VP_OK ||
+            (rc = stack_index(&ids, rd, b->prefix, &pi)) != VP_OK ||
+            (rc = stack_index(&ids, rd, b->freq, &fi)) != VP_OK)
+            goto fail;
+        const char *keys[] = {",\"n\":", ",\"min\":", ",\"mean\":", ",\"max\":", ",\"stack\":",
+                              ",\"prefix\":", ",\"frequent\":", ",\"frequent_n\":"};
+        uint64_t vals[] = {b->n, b->min, (b->sum + b->n / 2) / b->n, b->max, si, pi, fi,
+                           b->freq_n};
+        vps_jw_lit(&jw, npoints++ ? ",{\"t\":" : "{\"t\":");
+        vps_jw_real(&jw, win.from + i * width);
+        for (size_t k = 0; k < sizeof(vals) / sizeof(vals[0]); k++) {
+            vps_jw_lit(&jw, keys[k]);
+            vps_jw_u64(&jw, vals[k]);
+        }
+        vps_jw_lit(&jw, "}");
+    }
+    vps_jw_lit(&jw, "],\"stacks\":[");
+    if (ids.w.err)
+        jw.err = ids.w.err;
+    else if (ids.w.len)
+        vps_jw_raw(&jw, ids.w.buf, ids.w.len);
+    vps_jw_lit(&jw, "]}");
+    vps_jw_reply(&jw, out, "application/json");
 fail:
     if (db)
         vps_db_end(db);
     if (rc != VP_OK)
-        reply_failure(out, rc);
-    json_decref(points);
-    json_decref(stacks);
+        vps__reply_failure(out, rc);
+    vps_rd_release(c, rd);
+    vps_jw_fini(&jw);
+    vps_jw_fini(&ids.w);
     vp_free(m.b);
-    vp_free(ids);
-    symtab_fini(&syms);
+    vp_free(m.cnt);
+    vp_free(m.touched);
+    vp_free(m.hkeys);
+    vp_free(m.hvals);
+    vp_free(ids.keys);
+    vp_free(ids.vals);
     vps_run_fini(&run);
 }

@@ -3,8 +3,9 @@
  *
  * Every call blocks on the store (run it on the thread pool) and always
  * fills *out: 200 with the document, 404 for an unknown run, 400 for a bad
- * argument, 500 for a store failure. Arguments were syntax-checked by the
- * HTTP layer; run ids are 32 lowercase hex digits.
+ * argument, 413 for an answer over its bound, 500 for a store failure.
+ * Arguments were syntax-checked by the HTTP layer; run ids are 32 lowercase
+ * hex digits. c is the rundata cache (rundata.h); NULL = no caching.
  */
 #ifndef VPS_QUERY_H
 #define VPS_QUERY_H
@@ -12,10 +13,31 @@
 #include <stdint.h>
 
 #include "json.h"
+#include "rundata.h"
 #include "store.h"
 
-/* GET /api/runs */
-void vps_query_runs(vps_store *s, const vps_run_filter *f, vps_reply *out);
+/* A time window of docs/API.md: seconds on the profile's clock relative to
+ * its first sample, from <= t <= to; each bound optional. */
+typedef struct vps_window {
+    int has_from, has_to;
+    double from, to;
+} vps_window;
+
+enum { VPS_SORT_START, VPS_SORT_DURATION, VPS_SORT_PEAK, VPS_SORT_SAMPLES, VPS_SORT_PROJECT,
+       VPS_SORT_FUNCTION };
+
+/* GET /api/runs. f carries project, q, limit and offset; the rest are the
+ * filters and orders the store does not know, applied here. */
+typedef struct vps_runs_args {
+    vps_run_filter f;
+    const char *function; /* substring of the top-level function, or NULL */
+    int has_since, has_until;
+    int64_t since_us, until_us; /* start time bounds, inclusive */
+    int sort;                   /* VPS_SORT_* */
+    int asc;
+} vps_runs_args;
+
+void vps_query_runs(vps_store *s, const vps_runs_args *a, vps_reply *out);
 
 /* GET /api/runs/{id} */
 void vps_query_run(vps_store *s, const char *id, vps_reply *out);
@@ -23,28 +45,39 @@ void vps_query_run(vps_store *s, const char *id, vps_reply *out);
 /* GET /api/runs/{id}/collapsed (text/plain) */
 void vps_query_collapsed(vps_store *s, const char *id, vps_reply *out);
 
-/* GET /api/runs/{id}/functions */
-void vps_query_functions(vps_store *s, const char *id, vps_reply *out);
+/* GET /api/runs/{id}/functions[?from=&to=] */
+void vps_query_functions(vps_store *s, vps_rdcache *c, const char *id, const vps_window *w,
+                         vps_reply *out);
 
-/* GET /api/runs/{id}/memory; has_from/has_to say whether from/to were given. */
+/* GET /api/runs/{id}/memory */
 typedef struct vps_memory_args {
     uint32_t buckets;
-    int has_from, has_to;
-    double from, to; /* seconds relative to the first sample */
+    vps_window w;
 } vps_memory_args;
 
-void vps_query_memory(vps_store *s, const char *id, const vps_memory_args *a, vps_reply *out);
+void vps_query_memory(vps_store *s, vps_rdcache *c, const char *id, const vps_memory_args *a,
+                      vps_reply *out);
 
-/* vps_name_split parses a vmprof symbol name "lang:symbol:line:file" (split
- * at the first three colons; fewer fields allowed) into views of name. The
- * line is 0 when absent or not a number. Exposed for tests. */
-typedef struct vps_name_parts {
-    const char *sym, *file, *line;
-    size_t sym_len, file_len, line_len;
-    int fields; /* how many colon-separated fields there were, 1..4 */
-    int64_t line_no;
-} vps_name_parts;
+/* DELETE /api/runs/{id} (the caller checked the admin token): 204 or 404. */
+void vps_query_delete(vps_store *s, vps_rdcache *c, const char *id, vps_reply *out);
 
-void vps_name_split(const char *name, size_t len, vps_name_parts *p);
+/* GET /api/runs/{id}/tree */
+void vps_query_tree(vps_store *s, vps_rdcache *c, const char *id, const vps_window *w,
+                    uint32_t max_nodes, vps_reply *out);
+
+/* GET /api/runs/{id}/growth */
+void vps_query_growth(vps_store *s, vps_rdcache *c, const char *id, const vps_window *w,
+                      uint32_t max_nodes, vps_reply *out);
+
+/* GET /api/diff?a=&b= */
+void vps_query_diff(vps_store *s, vps_rdcache *c, const char *a, const vps_window *wa,
+                    const char *b, const vps_window *wb, uint32_t max_nodes, vps_reply *out);
+
+/* vps_query_warm builds run id's analysis data into the cache (nothing if
+ * the run is gone or too big to cache). */
+void vps_query_warm(vps_store *s, vps_rdcache *c, const char *id);
+
+/* GET /api/runs/{id}/speedscope */
+void vps_query_speedscope(vps_store *s, vps_rdcache *c, const char *id, vps_reply *out);
 
 #endif

@@ -1,13 +1,20 @@
 /*
  * store.h - the server's storage interface: runs, their samples, stacks and
- * symbol names. SQLite today; the interface names no SQL type so that a
- * PostgreSQL store can sit behind the same calls.
+ * symbol names. Two stores sit behind it (store.c dispatches): SQLite in a
+ * directory (store_sqlite.c) and PostgreSQL, which several servers may share
+ * (store_pg.c). The interface names no SQL type.
  *
  * Threads: every call blocks, so only libuv's thread pool calls them, never
  * the loop thread. A vps_db is one checked-out connection used by one thread
- * at a time. Writes are serialised: vps_store_begin(..., VPS_WRITE, ...) waits
- * for the single writer slot, so "read the run's next seq, apply the batch,
- * bump the seq" is atomic for every run.
+ * at a time. Writes to a run are serialised, so "read the run's next seq,
+ * apply the batch, bump the seq" is atomic for every run:
+ * - SQLite: vps_store_begin(..., VPS_WRITE, ...) waits for the single writer
+ *   slot of the process.
+ * - PostgreSQL: in a VPS_WRITE transaction, vps_db_get_run and
+ *   vps_db_insert_run lock the run (by id) until commit or rollback, in the
+ *   database, so across every server sharing it; writes to other runs go on
+ *   in parallel. A write transaction should lock one run: two that lock two
+ *   runs in opposite orders may deadlock, and the database fails one (VP_EIO).
  *
  * Addresses and thread ids are u64 in the API; stores may keep them signed.
  */
@@ -59,17 +66,21 @@ typedef struct vps_run_filter {
 
 enum { VPS_READ = 0, VPS_WRITE = 1 };
 
-/* vps_store_open opens (creating if needed) the store in directory dir
- * (created too) with room for nconn connections in use at once. On success
- * the caller owns *out (vps_store_free); on failure err says why. */
-int vps_store_open(const char *dir, unsigned nconn, vps_store **out, char *err, size_t errlen);
+/* vps_store_open opens (creating tables if needed) the store at where: a
+ * PostgreSQL database if where starts with postgresql:// or postgres:// (a
+ * libpq URI), else SQLite in directory where (created too), with room for
+ * nconn connections in use at once. On success the caller owns *out
+ * (vps_store_free); on failure err says why. */
+int vps_store_open(const char *where, unsigned nconn, vps_store **out, char *err,
+                   size_t errlen);
 
 /* vps_store_free closes every connection. No vps_db may be checked out. */
 void vps_store_free(vps_store *s);
 
 /* vps_store_begin checks out a connection and starts a transaction: a
- * consistent snapshot for VPS_READ, the one writer slot for VPS_WRITE (waits
- * for it). End it with vps_db_commit or vps_db_end exactly once. */
+ * consistent snapshot for VPS_READ, a write transaction for VPS_WRITE (for
+ * SQLite the one writer slot, which it waits for; see the file comment).
+ * End it with vps_db_commit or vps_db_end exactly once. */
 int vps_store_begin(vps_store *s, int mode, vps_db **out);
 
 /* vps_db_commit commits and gives the connection back (also on failure,
@@ -82,7 +93,8 @@ void vps_db_end(vps_db *db);
 void vps_run_fini(vps_run *r);
 
 /* Runs. get returns VP_ENOTFOUND if there is no such id. update writes every
- * field except rid, id and created_us. */
+ * field except rid, id and created_us. In a VPS_WRITE transaction get and
+ * insert lock the run (file comment). */
 int vps_db_get_run(vps_db *db, const char *id, vps_run *out);
 int vps_db_insert_run(vps_db *db, vps_run *r);
 int vps_db_update_run(vps_db *db, const vps_run *r);

@@ -1,2 +1,4 @@
 """Fixtures for the pipeline tests; the helpers live in harness.py."""
-from harness import pipeline  # noqa: F401  (a fixture, found by name)
+# Fixtures are found by name: pipeline, the session's PostgreSQL (pg), and
+# the session hook that stops it.
+from harness import _stop_postgres_at_exit, pg, pipeline  # noqa: F401

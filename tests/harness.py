@@ -119,13 +119,196 @@ class Pipeline:
         return env
 
 
-def start_server(tmp: Path, *extra: str) -> Daemon:
+def start_server(tmp: Path, *extra: str, store: str | None = None) -> Daemon:
+    """A vmpv-server on a free port. The store is `store`, else $VMPV_TEST_DB,
+    else SQLite in tmp/server; "postgres" gives it a fresh database of the
+    session's PostgreSQL."""
     web = ROOT / "web" / "dist"
-    return start_daemon(
+    store = store or os.environ.get("VMPV_TEST_DB") or "sqlite"
+    d = start_daemon(
         "vmpv-server",
-        ["--listen", "127.0.0.1:0", "--data", str(tmp / "server"), "--web", str(web), *extra],
+        ["--listen", "127.0.0.1:0", "--data", str(tmp / "server"), "--web", str(web),
+         *store_args(store), *extra],
         tmp / "server-run",
     )
+    if store == "postgres" and "store PostgreSQL" not in d.log():
+        d.stop()
+        pytest.fail(f"{binary('vmpv-server')} does not store in PostgreSQL: {d.log()[-2000:]}")
+    return d
+
+
+# ---- stores: SQLite in a temp dir, or a database of a real PostgreSQL ----------
+
+STORES = ("sqlite", "postgres")
+
+
+def server_stores() -> list[str]:
+    """The stores the server-facing tests run against: both, unless
+    $VMPV_TEST_DB names one."""
+    want = os.environ.get("VMPV_TEST_DB")
+    if want and want not in STORES:
+        raise ValueError(f"VMPV_TEST_DB must be one of {STORES}, not {want!r}")
+    return [want] if want else list(STORES)
+
+
+def store_args(store: str) -> list[str]:
+    """vmpv-server flags for a store: none for SQLite (--data decides),
+    --db URL of a fresh database for PostgreSQL."""
+    if store == "sqlite":
+        return []
+    if store == "postgres":
+        return ["--db", postgres().new_database()]
+    raise ValueError(f"unknown store {store!r}")
+
+
+def pg_bin_dir() -> Path | None:
+    env = os.environ.get("VMPV_PG_BIN")
+    if env:
+        return Path(env)
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    return found[-1].parent if found else None
+
+
+class PgCluster:
+    """A throwaway PostgreSQL cluster for one test session: initdb into a
+    temp dir, pg_ctl start on a free loopback port with its socket in that
+    dir, one fresh database per server (CREATE DATABASE test_<n>), and
+    pg_ctl stop at the end. initdb refuses to run as root, so as root the
+    cluster belongs to the `postgres` system user (runuser)."""
+
+    def __init__(self, bindir: Path) -> None:
+        import tempfile
+        self.bin = bindir
+        self.dir = Path(tempfile.mkdtemp(prefix="vmpv-pg-"))
+        self.data = self.dir / "data"
+        self.port = 0
+        self.started = False
+        self._n = 0
+        self._lock = threading.Lock()
+        self._as = []
+        if os.geteuid() == 0:
+            import pwd
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            self._as = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *cmd: str, timeout: float = 60) -> str:
+        r = subprocess.run([*self._as, *cmd], capture_output=True, text=True, timeout=timeout,
+                           cwd=self.dir)
+        if r.returncode != 0:
+            raise RuntimeError(f"{cmd[0]} failed ({r.returncode}): {r.stdout}{r.stderr}"
+                               f"{self.log()[-3000:]}")
+        return r.stdout
+
+    def log(self) -> str:
+        try:
+            return (self.dir / "postgres.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def start(self) -> None:
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
+                  "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+        # Tests need no durability: fsync off makes CREATE DATABASE and
+        # commits fast. The port can be taken between free_port() and the
+        # bind: try a few.
+        for attempt in range(5):
+            self.port = free_port()
+            opts = (f"-c port={self.port} -c listen_addresses=127.0.0.1"
+                    f" -c unix_socket_directories={self.dir} -c max_connections=300"
+                    " -c fsync=off -c full_page_writes=off -c synchronous_commit=off")
+            try:
+                self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l",
+                          str(self.dir / "postgres.log"), "-o", opts, "-w", "-t", "60", "start")
+                self.started = True
+                return
+            except RuntimeError:
+                if attempt == 4:
+                    raise
+
+    def psql(self, sql: str, db: str = "postgres") -> str:
+        r = subprocess.run([str(self.bin / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                            "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db,
+                            "-c", sql], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"psql {sql!r}: {r.stderr}")
+        return r.stdout
+
+    def url(self, db: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
+
+    def new_database(self) -> str:
+        with self._lock:
+            self._n += 1
+            name = f"test_{self._n}"
+        self.psql(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def restart(self) -> None:
+        """pg_ctl restart (fast shutdown): every connection is dropped."""
+        # -l: else the new postmaster inherits (and holds open) our pipes.
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l",
+                  str(self.dir / "postgres.log"), "-m", "fast", "-w", "-t", "60", "restart")
+
+    def stop(self) -> None:
+        import shutil
+        if self.started:
+            self.started = False
+            try:
+                self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
+                          "-w", "stop")
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                print(f"stopping the test PostgreSQL: {e}", file=sys.stderr)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_pg: PgCluster | None = None
+_pg_lock = threading.Lock()
+
+
+def postgres() -> PgCluster:
+    """The session's PostgreSQL, started on first use (stop_postgres ends it;
+    conftest.py calls that when the session ends)."""
+    global _pg
+    with _pg_lock:
+        if _pg is None:
+            bindir = pg_bin_dir()
+            if bindir is None or not (bindir / "initdb").exists():
+                msg = "PostgreSQL is not installed (apt-get install postgresql, or set VMPV_PG_BIN)"
+                if os.environ.get("VMPV_TEST_DB") == "postgres":
+                    pytest.fail(msg)
+                pytest.skip(msg)
+            cluster = PgCluster(bindir)
+            try:
+                cluster.start()
+            except BaseException:
+                cluster.stop()
+                raise
+            _pg = cluster
+            import atexit
+            atexit.register(stop_postgres)  # if the session hook never runs
+        return _pg
+
+
+def stop_postgres() -> None:
+    global _pg
+    with _pg_lock:
+        if _pg is not None:
+            _pg.stop()
+            _pg = None
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgCluster]:
+    """The session's real PostgreSQL (see PgCluster)."""
+    yield postgres()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_postgres_at_exit() -> Iterator[None]:
+    yield
+    stop_postgres()
 
 
 def free_port() -> int:

@@ -134,3 +134,39 @@ def test_a_batch_that_never_comes_is_recorded_as_a_gap(tmp_path: Path) -> None:
     finally:
         for d in (relay, server):
             assert d.stop() == 0, d.log()[-2000:]
+
+
+def test_second_sink_feeds_an_old_style_server(tmp_path: Path) -> None:
+    """--legacy-sink: each whole run also goes out in the seed's original
+    protocol (POST /submit/, msgpack v2). The receiver here is a second
+    vmpv-server, which speaks that protocol too; what it stores must equal
+    vmprof's own reading of the profile, as the primary's copy does."""
+    from harness import http_json
+    primary = start_server(tmp_path / "a")
+    old_style = start_server(tmp_path / "b")
+    relay = start_daemon("vmpv-relay", ["--listen", "tcp://127.0.0.1:0", "--server", primary.address,
+                                        "--legacy-sink", old_style.address, "--data", str(tmp_path / "relay")],
+                         tmp_path / "relay-run")
+    sock = str(tmp_path / "agent.sock")
+    agent = start_daemon("vmpv-agent", ["--socket", sock, "--relay", relay.address, "--data", str(tmp_path / "agent")],
+                         tmp_path / "agent-run")
+    try:
+        p = Pipeline(primary, relay, agent, primary.address, sock, tmp_path)
+        run_id, _ = finish(start_workload(p, 0.8))
+        wait_for_run(primary.address, run_id)
+        profile = Path(p.env()["VMPV_SPOOL_DIR"]) / f"{run_id}.prof"
+        assert_run_matches_vmprof(primary.address, run_id, profile)
+        deadline = time.monotonic() + 30
+        runs: list = []
+        while not runs and time.monotonic() < deadline:
+            _, body = http_json(f"{old_style.address}/api/runs")
+            runs = body["runs"]
+            time.sleep(0.2)
+        assert len(runs) == 1, "the old-style server got the run once"
+        copy = runs[0]
+        assert copy["project"] == "Agent project"
+        assert copy["function"] == "work"
+        assert_run_matches_vmprof(old_style.address, copy["id"], profile)
+    finally:
+        for d in (agent, relay, primary, old_style):
+            assert d.stop() == 0, d.log()[-2000:]

@@ -3,6 +3,10 @@
 The truth is vmprof's own reader (vmprof.reader); the server must agree
 with it on samples, peak RSS and per-function self/total counts.
 
+Every test runs against both stores, SQLite and a real PostgreSQL started
+for the session (harness.PgCluster); VMPV_TEST_DB=sqlite or =postgres
+picks one.
+
 Run: VMPV_BUILD=/path/to/build /tmp/venv/bin/python -m pytest tests/test_server.py
 """
 import collections
@@ -18,6 +22,8 @@ import urllib.request
 
 import pytest
 
+from harness import server_stores, store_args
+
 vmprof = pytest.importorskip("vmprof")
 from vmprof import reader as vmreader  # noqa: E402
 
@@ -31,23 +37,28 @@ TOKEN = "sekret-token"
 class Server:
     """A running vmpv-server on a free port; stop() checks a clean exit."""
 
-    def __init__(self, tmp, web=None, token=TOKEN, extra=()):
+    def __init__(self, tmp, web=None, token=TOKEN, extra=(), db=None):
         if not os.path.exists(SERVER_BIN):
             pytest.skip("no server binary at %s (set VMPV_BUILD)" % SERVER_BIN)
+        tmp.mkdir(parents=True, exist_ok=True)
         args = [SERVER_BIN, "--listen", "127.0.0.1:0", "--data", str(tmp / "data"),
                 "--web", str(web or (tmp / "no-such-web")), "--log-level", "info"]
+        if db:  # a postgresql:// URL; else SQLite in tmp/data
+            args += ["--db", db]
         if token:
             args += ["--token", token]
         args += list(extra)
         # stderr to a file: a pipe nobody reads could fill and stall the server.
         self.log = tmp / "server.log"
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, cwd=str(tmp),
                                      stderr=open(self.log, "ab"), text=True)
         line = self.proc.stdout.readline()
         if "listening on http://127.0.0.1:" not in line:
             self.proc.kill()
             raise AssertionError("no ready line: %r %s" % (line, self.log.read_text()))
         self.base = line.split("listening on ", 1)[1].strip()
+        if db:  # a binary without the PostgreSQL store would use a directory
+            assert "store PostgreSQL" in self.log.read_text(), self.log.read_text()
 
     def stop(self):
         early = self.proc.poll()
@@ -314,9 +325,21 @@ def web(tmp):
     return d
 
 
+@pytest.fixture(scope="module", params=server_stores())
+def store(request):
+    """"sqlite" or "postgres": the module runs once per store."""
+    return request.param
+
+
+def db_url(store):
+    """--db for a server on store: None (SQLite), or a fresh PostgreSQL database."""
+    args = store_args(store)
+    return args[1] if args else None
+
+
 @pytest.fixture(scope="module")
-def server(tmp, web):
-    s = Server(tmp, web=web)
+def server(tmp, web, store):
+    s = Server(tmp / store, web=web, db=db_url(store))
     yield s
     s.stop()
 
@@ -640,10 +663,11 @@ def test_static_files(server):
         assert status == 404 and b"outside" not in body, path
 
 
-def test_ui_not_built_and_sigterm(tmp):
-    d = tmp / "nobuild"
+def test_ui_not_built_and_sigterm(tmp, store):
+    d = tmp / ("nobuild-" + store)
     d.mkdir()
-    s = Server(d, web=d / "missing", token="")
+    db = db_url(store)
+    s = Server(d, web=d / "missing", token="", db=db)
     try:
         status, _, body = http("GET", s.base + "/")
         assert status == 200 and b"not built" in body
@@ -651,7 +675,7 @@ def test_ui_not_built_and_sigterm(tmp):
     finally:
         s.stop()
     # The store survives a restart.
-    s = Server(d, web=d / "missing", token="")
+    s = Server(d, web=d / "missing", token="", db=db)
     try:
         assert get_json(s.base + "/api/runs")["total"] == 0
     finally:

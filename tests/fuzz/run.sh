@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan+UBSan) and runs each for the
 # given seconds on a corpus that starts from real vmprof files and batches.
-#   tests/fuzz/run.sh SECONDS [TARGET...]      TARGET: vmprof, batch
+#   tests/fuzz/run.sh SECONDS [TARGET...]      TARGET: vmprof, batch, mpack
 # Crashes are written to $FUZZ_OUT (default build-fuzz/) and fail the run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -52,9 +52,18 @@ PY
 fi
 
 status=0
+SEEDS_M="$OUT/seeds-mpack"
+if [ ! -d "$SEEDS_M" ]; then
+  mkdir -p "$SEEDS_M"
+  # A map with a string, an int, an array and a bin, as the old client sends.
+  printf '\x83\xa7version\x02\xa7project\xa1p\xa3arr\x92\x01\xc4\x02ab' >"$SEEDS_M/map"
+fi
+
 for t in ${TARGETS[@]}; do
   bin="$OUT/fuzz_$t"
-  clang "${CFLAGS[@]}" "$ROOT/tests/fuzz/fuzz_$t.c" "${COMMON[@]}" -llz4 -o "$bin"
+  extra=()
+  [ "$t" = mpack ] && extra=(-I"$ROOT/server" "$ROOT/server/mpack.c" -lz)
+  clang "${CFLAGS[@]}" "$ROOT/tests/fuzz/fuzz_$t.c" "${COMMON[@]}" "${extra[@]}" -llz4 -o "$bin"
   corpus="$OUT/corpus-$t"
   mkdir -p "$corpus"
   seeds="$OUT/seeds-$t"

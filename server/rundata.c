@@ -1,0 +1,931 @@
+/*
+ * rundata.c - call tries, per-sample arrays and their cache (see rundata.h).
+ *
+ * Building a rundata reads the store in the caller's read transaction:
+ * names, then every distinct stack with its sample count (one GROUP BY in
+ * SQLite), then, in cached mode, every sample once. Nothing is read per
+ * sample in a nested query, so a store that streams one result at a time
+ * (PostgreSQL) works the same.
+ *
+ * Cache: entries are keyed by run id and invalidated by the run's
+ * updated_us and sample count, so a live run that grew is rebuilt. The
+ * bytes of every rundata the cache made, in the table or detached but still
+ * in use, are counted against the budget; an entry that would not fit once
+ * every unused entry is evicted is not cached, and its query streams from
+ * the store. A query waits only for an entry being built by another query,
+ * and a builder never waits for anything but the store, so two queries that
+ * each hold one rundata and want another cannot deadlock.
+ */
+#include "rundata.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "vp_err.h"
+#include "vp_limits.h"
+#include "vp_log.h"
+#include "vp_mem.h"
+
+/* ---- building the trie ---- */
+
+typedef struct builder {
+    vps_rundata *rd;
+    uint32_t nodes_cap;
+    uint64_t *ckeys; /* child map: (parent << 32 | func) + 1 -> node */
+    uint32_t *cvals;
+    size_t ccap, ccount;
+    uint32_t *fstamp; /* per function: the last insertion that saw it */
+    size_t fstamp_cap;
+    uint32_t stamp;
+    uint32_t *path; /* scratch: functions of one stack */
+    uint32_t path_cap;
+    uint64_t counted;
+} builder;
+
+static int child_grow(builder *b)
+{
+    size_t cap = b->ccap ? b->ccap * 2 : 4096;
+    uint64_t *keys = vp_calloc(cap, sizeof(uint64_t));
+    uint32_t *vals = vp_malloc(cap * sizeof(uint32_t));
+    if (!keys || !vals) {
+        vp_free(keys);
+        vp_free(vals);
+        return VP_ENOMEM;
+    }
+    for (size_t i = 0; i < b->ccap; i++) {
+        if (!b->ckeys[i])
+            continue;
+        size_t j = vps_hash64(b->ckeys[i]) & (cap - 1);
+        while (keys[j])
+            j = (j + 1) & (cap - 1);
+        keys[j] = b->ckeys[i];
+        vals[j] = b->cvals[i];
+    }
+    vp_free(b->ckeys);
+    vp_free(b->cvals);
+    b->ckeys = keys, b->cvals = vals, b->ccap = cap;
+    return VP_OK;
+}
+
+static int add_node(builder *b, uint32_t parent, uint32_t func, uint32_t first, uint32_t *out)
+{
+    vps_rundata *rd = b->rd;
+    if (rd->nnodes >= VP_MAX_QUERY_NODES)
+        return VP_ETOOBIG;
+    if (rd->nnodes == b->nodes_cap) {
+        uint32_t cap = b->nodes_cap ? b->nodes_cap * 2 : 1024;
+        vps_rd_node *n = vp_realloc(rd->nodes, (size_t)cap * sizeof(vps_rd_node));
+        uint64_t *w = vp_realloc(rd->whole, (size_t)cap * sizeof(uint64_t));
+        if (n)
+            rd->nodes = n;
+        if (w)
+            rd->whole = w;
+        if (!n || !w)
+            return VP_ENOMEM;
+        b->nodes_cap = cap;
+    }
+    uint32_t id = rd->nnodes++;
+    rd->nodes[id] = (vps_rd_node){parent, func, parent == VPS_RD_NONE ? 0
+                                                 : rd->nodes[parent].depth + 1, first};
+    rd->whole[id] = 0;
+    *out = id;
+    return VP_OK;
+}
+
+/* child returns the node for func under parent, making it if needed. */
+static int child(builder *b, uint32_t parent, uint32_t func, uint32_t first, uint32_t *out)
+{
+    if ((b->ccount + 1) * 2 > b->ccap && child_grow(b) != VP_OK)
+        return VP_ENOMEM;
+    uint64_t key = ((uint64_t)parent << 32 | func) + 1;
+    size_t mask = b->ccap - 1, i = vps_hash64(key) & mask;
+    while (b->ckeys[i]) {
+        if (b->ckeys[i] == key) {
+            *out = b->cvals[i];
+            return VP_OK;
+        }
+        i = (i + 1) & mask;
+    }
+    int rc = add_node(b, parent, func, first, out);
+    if (rc != VP_OK)
+        return rc;
+    b->ckeys[i] = key;
+    b->cvals[i] = *out;
+    b->ccount++;
+    return VP_OK;
+}
+
+static int smap_grow(vps_rundata *rd)
+{
+    size_t cap = rd->scap ? rd->scap * 2 : 1024;
+    int64_t *keys = vp_malloc(cap * sizeof(int64_t));
+    uint32_t *vals = vp_calloc(cap, sizeof(uint32_t));
+    if (!keys || !vals) {
+        vp_free(keys);
+        vp_free(vals);
+        return VP_ENOMEM;
+    }
+    for (size_t i = 0; i < rd->scap; i++) {
+        if (!rd->svals[i])
+            continue;
+        size_t j = vps_hash64((uint64_t)rd->skeys[i]) & (cap - 1);
+        while (vals[j])
+            j = (j + 1) & (cap - 1);
+        keys[j] = rd->skeys[i];
+        vals[j] = rd->svals[i];
+    }
+    vp_free(rd->skeys);
+    vp_free(rd->svals);
+    rd->skeys = keys, rd->svals = vals, rd->scap = cap;
+    return VP_OK;
+}
+
+/* smap_get returns the node of a stored stack id (the root if unknown). */
+static uint32_t smap_get(const vps_rundata *rd, int64_t id)
+{
+    if (!rd->scap)
+        return VPS_RD_ROOT;
+    size_t mask = rd->scap - 1, i = vps_hash64((uint64_t)id) & mask;
+    while (rd->svals[i]) {
+        if (rd->skeys[i] == id)
+            return rd->svals[i] - 1;
+        i = (i + 1) & mask;
+    }
+    return VPS_RD_ROOT;
+}
+
+/* smap_find looks a stack id up: 1 and *val if present. */
+static int smap_find(const vps_rundata *rd, int64_t id, uint32_t *val)
+{
+    if (!rd->scap)
+        return 0;
+    size_t mask = rd->scap - 1, i = vps_hash64((uint64_t)id) & mask;
+    while (rd->svals[i]) {
+        if (rd->skeys[i] == id) {
+            *val = rd->svals[i] - 1;
+            return 1;
+        }
+        i = (i + 1) & mask;
+    }
+    return 0;
+}
+
+static int smap_put(vps_rundata *rd, int64_t id, uint32_t node)
+{
+    if (rd->scount >= VP_MAX_QUERY_NODES)
+        return VP_ETOOBIG;
+    if ((rd->scount + 1) * 2 > rd->scap && smap_grow(rd) != VP_OK)
+        return VP_ENOMEM;
+    size_t mask = rd->scap - 1, i = vps_hash64((uint64_t)id) & mask;
+    while (rd->svals[i] && rd->skeys[i] != id)
+        i = (i + 1) & mask;
+    if (!rd->svals[i])
+        rd->scount++;
+    rd->skeys[i] = id;
+    rd->svals[i] = node + 1;
+    return VP_OK;
+}
+
+/* insert_path returns the trie node of a stack (root-first addresses). */
+static int insert_path(builder *b, const uint64_t *frames, uint32_t n, uint32_t *out)
+{
+    vps_rundata *rd = b->rd;
+    int rc;
+    if (n > b->path_cap) {
+        uint32_t *p = vp_realloc(b->path, (size_t)n * sizeof(uint32_t));
+        if (!p)
+            return VP_ENOMEM;
+        b->path = p, b->path_cap = n;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if ((rc = vps_symtab_resolve(&rd->syms, frames[i], &b->path[i])) != VP_OK)
+            return rc;
+    }
+    if (rd->syms.nfuncs > b->fstamp_cap) {
+        size_t cap = rd->syms.nfuncs * 2;
+        uint32_t *p = vp_realloc(b->fstamp, cap * sizeof(uint32_t));
+        if (!p)
+            return VP_ENOMEM;
+        memset(p + b->fstamp_cap, 0, (cap - b->fstamp_cap) * sizeof(uint32_t));
+        b->fstamp = p, b->fstamp_cap = cap;
+    }
+    /* A function's first appearance on the path marks its node, so that a
+     * function's total counts each sample once however deep it recurses. */
+    if (++b->stamp == 0) {
+        memset(b->fstamp, 0, b->fstamp_cap * sizeof(uint32_t));
+        b->stamp = 1;
+    }
+    uint32_t node = VPS_RD_ROOT;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t f = b->path[i];
+        uint32_t first = b->fstamp[f] != b->stamp;
+        b->fstamp[f] = b->stamp;
+        if ((rc = child(b, node, f, first, &node)) != VP_OK)
+            return rc;
+    }
+    *out = node;
+    return VP_OK;
+}
+
+static int on_stack(void *ctx, int64_t stack_id, const uint64_t *frames, uint32_t n,
+                    uint64_t count)
+{
+    builder *b = ctx;
+    uint32_t node;
+    int rc = insert_path(b, frames, n, &node);
+    if (rc == VP_OK)
+        rc = smap_put(b->rd, stack_id, node);
+    if (rc != VP_OK)
+        return rc;
+    b->rd->whole[node] += count;
+    b->counted += count;
+    return 0;
+}
+
+static void rd_free(vps_rundata *rd)
+{
+    if (!rd)
+        return;
+    vps_symtab_fini(&rd->syms);
+    vp_free(rd->nodes);
+    vp_free(rd->whole);
+    vp_free(rd->t_ns);
+    vp_free(rd->rss_kb);
+    vp_free(rd->node);
+    vp_free(rd->blocks);
+    vp_free(rd->hist);
+    vp_free(rd->order);
+    vp_free(rd->skeys);
+    vp_free(rd->svals);
+    vp_free(rd);
+}
+
+/* rd_start makes an empty rundata of run with its names and root node. */
+static int rd_start(vps_db *db, const vps_run *run, builder *b, vps_rundata **out)
+{
+    memset(b, 0, sizeof(*b));
+    vps_rundata *rd = vp_calloc(1, sizeof(*rd));
+    if (!rd)
+        return VP_ENOMEM;
+    vps_symtab_init(&rd->syms);
+    rd->rid = run->rid;
+    b->rd = rd;
+    uint32_t root;
+    int rc = add_node(b, VPS_RD_NONE, VPS_RD_NONE, 0, &root);
+    if (rc == VP_OK)
+        rc = vps_symtab_load(&rd->syms, db, run->rid);
+    if (rc != VP_OK) {
+        rd_free(rd);
+        return rc;
+    }
+    *out = rd;
+    return VP_OK;
+}
+
+static void builder_fini(builder *b)
+{
+    vp_free(b->ckeys);
+    vp_free(b->cvals);
+    vp_free(b->fstamp);
+    vp_free(b->path);
+}
+
+static size_t trie_bytes(const vps_rundata *rd, const builder *b)
+{
+    return sizeof(*rd) + rd->syms.bytes +
+           (size_t)b->nodes_cap * (sizeof(vps_rd_node) + sizeof(uint64_t)) +
+           rd->scap * (sizeof(int64_t) + sizeof(uint32_t));
+}
+
+/* build_trie makes the names, trie and stack map of run: streaming mode.
+ * The stacks come from one GROUP BY over the run's samples. */
+static int build_trie(vps_db *db, const vps_run *run, vps_rundata **out)
+{
+    builder b;
+    vps_rundata *rd;
+    int rc = rd_start(db, run, &b, &rd);
+    if (rc != VP_OK)
+        return rc;
+    rc = vps_db_each_stack_count(db, run->rid, on_stack, &b);
+    if (rc != VP_OK) {
+        builder_fini(&b);
+        rd_free(rd);
+        return rc;
+    }
+    /* Samples whose stack row is missing count as empty stacks. */
+    rd->samples = run->samples > b.counted ? run->samples : b.counted;
+    rd->whole[VPS_RD_ROOT] += rd->samples - b.counted;
+    rd->bytes = trie_bytes(rd, &b);
+    builder_fini(&b);
+    *out = rd;
+    return VP_OK;
+}
+
+/* ---- cached mode: the samples in arrays ---- */
+
+/* Distinct stacks a cached load fetches one by one after its scan; past
+ * this, one GROUP BY over the samples is cheaper than the lookups. */
+#define POINT_LOOKUPS 65536u
+
+typedef struct loader {
+    vps_rundata *rd;
+    uint64_t n, cap;
+    int64_t *ids; /* per slot: the stack id */
+    uint32_t nslots, slots_cap;
+    uint32_t *slot_node;
+    builder *b;
+} loader;
+
+/* During the scan node[i] holds the sample's stack slot, a dense number
+ * per distinct stack id; the slots become trie nodes afterwards. */
+static int on_row(void *ctx, const vps_sample_row *row)
+{
+    loader *l = ctx;
+    vps_rundata *rd = l->rd;
+    uint32_t slot;
+    /* More rows than the run counts, or an RSS past 4 TiB: not cacheable
+     * as laid out; the caller falls back to streaming. */
+    if (l->n == l->cap || row->rss_kb > UINT32_MAX)
+        return VP_EFULL;
+    if (!smap_find(rd, row->stack_id, &slot)) {
+        if (l->nslots == l->slots_cap) {
+            uint32_t cap = l->slots_cap ? l->slots_cap * 2 : 1024;
+            int64_t *p = vp_realloc(l->ids, (size_t)cap * sizeof(int64_t));
+            if (!p)
+                return VP_ENOMEM;
+            l->ids = p, l->slots_cap = cap;
+        }
+        slot = l->nslots++;
+        l->ids[slot] = row->stack_id;
+        int rc = smap_put(rd, row->stack_id, slot);
+        if (rc != VP_OK)
+            return rc;
+    }
+    uint64_t i = l->n++;
+    rd->t_ns[i] = row->t_ns;
+    rd->rss_kb[i] = (uint32_t)row->rss_kb;
+    rd->node[i] = slot;
+    if (i > 0 && row->t_ns < rd->t_ns[i - 1])
+        rd->monotonic = 0;
+    return 0;
+}
+
+/* on_slot_stack gives a slot its node (the GROUP BY way). */
+static int on_slot_stack(void *ctx, int64_t stack_id, const uint64_t *frames, uint32_t n,
+                         uint64_t count)
+{
+    loader *l = ctx;
+    uint32_t slot, node;
+    (void)count;
+    if (!smap_find(l->rd, stack_id, &slot))
+        return 0;
+    int rc = insert_path(l->b, frames, n, &node);
+    if (rc == VP_OK)
+        l->slot_node[slot] = node;
+    return rc;
+}
+
+/* summarise fills the block summaries of a cached rundata. */
+static int summarise(vps_rundata *rd)
+{
+    uint64_t nb = (rd->samples + VPS_RD_BLOCK - 1) / VPS_RD_BLOCK;
+    rd->blocks = vp_malloc((nb ? nb : 1) * sizeof(vps_rd_block));
+    uint32_t *cnt = vp_calloc(rd->nnodes, sizeof(uint32_t));
+    uint32_t *seen = vp_malloc(VPS_RD_BLOCK * sizeof(uint32_t));
+    size_t hcap = 0, hn = 0;
+    int rc = rd->blocks && cnt && seen ? VP_OK : VP_ENOMEM;
+    for (uint64_t k = 0; k < nb && rc == VP_OK; k++) {
+        uint64_t lo = k * VPS_RD_BLOCK, hi = lo + VPS_RD_BLOCK;
+        if (hi > rd->samples)
+            hi = rd->samples;
+        vps_rd_block *b = &rd->blocks[k];
+        b->min = UINT32_MAX, b->max = 0, b->sum = 0, b->argmax = 0;
+        uint32_t nseen = 0;
+        for (uint64_t i = lo; i < hi; i++) {
+            uint32_t v = rd->rss_kb[i], x = rd->node[i];
+            if (v < b->min)
+                b->min = v;
+            if (v > b->max || i == lo)
+                b->max = v, b->argmax = (uint32_t)(i - lo);
+            b->sum += v;
+            if (cnt[x]++ == 0)
+                seen[nseen++] = x;
+        }
+        b->nhist = VPS_RD_NONE;
+        b->hist = hn;
+        if (nseen <= VPS_RD_HIST_MAX) {
+            if (hn + nseen > hcap) {
+                size_t cap = hcap ? hcap * 2 : 4096;
+                while (cap < hn + nseen)
+                    cap *= 2;
+                vps_rd_hist *p = vp_realloc(rd->hist, cap * sizeof(vps_rd_hist));
+                if (!p) {
+                    rc = VP_ENOMEM;
+                    break;
+                }
+                rd->hist = p, hcap = cap;
+            }
+            for (uint32_t j = 0; j < nseen; j++)
+                rd->hist[hn + j] = (vps_rd_hist){seen[j], cnt[seen[j]]};
+            b->nhist = nseen;
+            hn += nseen;
+        }
+        for (uint32_t j = 0; j < nseen; j++)
+            cnt[seen[j]] = 0;
+    }
+    vp_free(cnt);
+    vp_free(seen);
+    if (rc == VP_OK)
+        rd->bytes += nb * sizeof(vps_rd_block) + hcap * sizeof(vps_rd_hist);
+    return rc;
+}
+
+static int cmp_time(const void *a, const void *b, void *ctx)
+{
+    const int64_t *t = ctx;
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    if (t[x] != t[y])
+        return t[x] < t[y] ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
+/* time_order sorts positions by time for a clock that went backwards (the
+ * threads of a real-time profile each write their own samples), so that the
+ * memory view still sees each time bucket as one run of samples. */
+static int time_order(vps_rundata *rd)
+{
+    rd->order = vp_malloc((rd->samples ? rd->samples : 1) * sizeof(uint32_t));
+    if (!rd->order)
+        return VP_ENOMEM;
+    for (uint64_t i = 0; i < rd->samples; i++)
+        rd->order[i] = (uint32_t)i;
+    qsort_r(rd->order, rd->samples, sizeof(uint32_t), cmp_time, rd->t_ns);
+    rd->bytes += rd->samples * sizeof(uint32_t);
+    return VP_OK;
+}
+
+/* build_cached reads every sample once into arrays, then turns their
+ * distinct stacks into the trie. VP_EFULL: the run does not fit the layout;
+ * build a streaming rundata instead. */
+static int build_cached(vps_db *db, const vps_run *run, vps_rundata **out)
+{
+    builder b;
+    vps_rundata *rd;
+    int rc = rd_start(db, run, &b, &rd);
+    if (rc != VP_OK)
+        return rc;
+    uint64_t cap = run->samples;
+    loader l = {.rd = rd, .cap = cap, .b = &b};
+    rd->t_ns = vp_malloc((cap ? cap : 1) * sizeof(int64_t));
+    rd->rss_kb = vp_malloc((cap ? cap : 1) * sizeof(uint32_t));
+    rd->node = vp_malloc((cap ? cap : 1) * sizeof(uint32_t));
+    rd->monotonic = 1;
+    rc = rd->t_ns && rd->rss_kb && rd->node ? VP_OK : VP_ENOMEM;
+    if (rc == VP_OK)
+        rc = vps_db_each_sample(db, run->rid, INT64_MIN, INT64_MAX, on_row, &l);
+    if (rc == VP_OK && l.n != cap)
+        rc = VP_EFULL; /* the run's count and its rows disagree: stream */
+    if (rc == VP_OK && !(l.slot_node = vp_calloc(l.nslots ? l.nslots : 1, sizeof(uint32_t))))
+        rc = VP_ENOMEM;
+    if (rc == VP_OK && l.nslots <= POINT_LOOKUPS) {
+        for (uint32_t k = 0; k < l.nslots && rc == VP_OK; k++) {
+            uint64_t *frames = NULL;
+            uint32_t n = 0;
+            rc = vps_db_get_stack(db, run->rid, l.ids[k], &frames, &n);
+            if (rc == VP_ENOTFOUND) {
+                rc = VP_OK; /* a sample without its stack row: an empty stack */
+                continue;
+            }
+            if (rc == VP_OK)
+                rc = insert_path(&b, frames, n, &l.slot_node[k]);
+            vp_free(frames);
+        }
+    } else if (rc == VP_OK) {
+        rc = vps_db_each_stack_count(db, run->rid, on_slot_stack, &l);
+    }
+    if (rc == VP_OK) {
+        for (uint64_t i = 0; i < cap; i++) {
+            uint32_t node = l.slot_node[rd->node[i]];
+            rd->node[i] = node;
+            rd->whole[node]++;
+        }
+        rd->samples = cap;
+        /* The stack map is only needed to read samples from the store. */
+        vp_free(rd->skeys), vp_free(rd->svals);
+        rd->skeys = NULL, rd->svals = NULL, rd->scap = rd->scount = 0;
+        rd->bytes = trie_bytes(rd, &b) + (size_t)cap * 16;
+        rd->cached = 1;
+        rc = summarise(rd);
+        if (rc == VP_OK && !rd->monotonic)
+            rc = time_order(rd);
+    }
+    vp_free(l.ids);
+    vp_free(l.slot_node);
+    builder_fini(&b);
+    if (rc != VP_OK) {
+        rd_free(rd);
+        return rc;
+    }
+    *out = rd;
+    return VP_OK;
+}
+
+/* ---- iteration ---- */
+
+typedef struct stream_ctx {
+    const vps_rundata *rd;
+    vps_rd_cb cb;
+    void *ctx;
+} stream_ctx;
+
+static int on_stream_row(void *vctx, const vps_sample_row *row)
+{
+    stream_ctx *s = vctx;
+    return s->cb(s->ctx, row->idx, row->t_ns, row->rss_kb, smap_get(s->rd, row->stack_id));
+}
+
+/* bisect returns the first position whose time is >= t (arrays sorted). */
+static uint64_t bisect(const int64_t *a, uint64_t n, int64_t t)
+{
+    uint64_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int vps_rd_each(const vps_rundata *rd, vps_db *db, int64_t from_ns, int64_t to_ns, vps_rd_cb cb,
+                void *ctx)
+{
+    if (!rd->cached) {
+        stream_ctx s = {rd, cb, ctx};
+        return vps_db_each_sample(db, rd->rid, from_ns, to_ns, on_stream_row, &s);
+    }
+    uint64_t lo = 0, hi = rd->samples;
+    if (rd->monotonic) {
+        lo = bisect(rd->t_ns, rd->samples, from_ns);
+        hi = to_ns == INT64_MAX ? rd->samples : bisect(rd->t_ns, rd->samples, to_ns + 1);
+    }
+    for (uint64_t i = lo; i < hi; i++) {
+        int64_t t = rd->t_ns[i];
+        if (t < from_ns || t > to_ns)
+            continue;
+        int rc = cb(ctx, i, t, rd->rss_kb[i], rd->node[i]);
+        if (rc)
+            return rc;
+    }
+    return VP_OK;
+}
+
+typedef struct count_ctx {
+    uint64_t *counts, n;
+} count_ctx;
+
+static int on_count(void *vctx, uint64_t idx, int64_t t, uint64_t rss, uint32_t node)
+{
+    count_ctx *c = vctx;
+    (void)idx, (void)t, (void)rss;
+    c->counts[node]++;
+    c->n++;
+    return 0;
+}
+
+int vps_rd_count(const vps_rundata *rd, vps_db *db, int whole, int64_t from_ns, int64_t to_ns,
+                 uint64_t *counts, uint64_t *n)
+{
+    if (whole) {
+        memcpy(counts, rd->whole, (size_t)rd->nnodes * sizeof(uint64_t));
+        *n = rd->samples;
+        return VP_OK;
+    }
+    memset(counts, 0, (size_t)rd->nnodes * sizeof(uint64_t));
+    if (rd->cached) {
+        /* The hot loop of every windowed CPU query: no callback. */
+        uint64_t lo = 0, hi = rd->samples, k = 0;
+        if (rd->monotonic) {
+            lo = bisect(rd->t_ns, rd->samples, from_ns);
+            hi = to_ns == INT64_MAX ? rd->samples : bisect(rd->t_ns, rd->samples, to_ns + 1);
+            vps_rd_count_range(rd, lo, hi, counts);
+            *n = hi - lo;
+            return VP_OK;
+        }
+        for (uint64_t i = lo; i < hi; i++) {
+            if (rd->t_ns[i] >= from_ns && rd->t_ns[i] <= to_ns) {
+                counts[rd->node[i]]++;
+                k++;
+            }
+        }
+        *n = k;
+        return VP_OK;
+    }
+    count_ctx c = {counts, 0};
+    int rc = vps_rd_each(rd, db, from_ns, to_ns, on_count, &c);
+    *n = c.n;
+    return rc;
+}
+
+void vps_rd_count_range(const vps_rundata *rd, uint64_t lo, uint64_t hi, uint64_t *counts)
+{
+    while (lo < hi) {
+        uint64_t k = lo / VPS_RD_BLOCK, end = (k + 1) * VPS_RD_BLOCK;
+        const vps_rd_block *b = &rd->blocks[k];
+        if (lo == k * VPS_RD_BLOCK && end <= hi && b->nhist != VPS_RD_NONE) {
+            const vps_rd_hist *h = rd->hist + b->hist;
+            for (uint32_t j = 0; j < b->nhist; j++)
+                counts[h[j].node] += h[j].count;
+            lo = end;
+            continue;
+        }
+        if (end > hi)
+            end = hi;
+        for (uint64_t i = lo; i < end; i++)
+            counts[rd->node[i]]++;
+        lo = end;
+    }
+}
+
+uint64_t vps_rd_lower(const vps_rundata *rd, int64_t t_ns)
+{
+    return bisect(rd->t_ns, rd->samples, t_ns);
+}
+
+uint32_t vps_rd_lca(const vps_rundata *rd, uint32_t a, uint32_t b)
+{
+    const vps_rd_node *n = rd->nodes;
+    while (n[a].depth > n[b].depth)
+        a = n[a].parent;
+    while (n[b].depth > n[a].depth)
+        b = n[b].parent;
+    while (a != b) {
+        a = n[a].parent;
+        b = n[b].parent;
+    }
+    return a;
+}
+
+/* ---- the cache ---- */
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+enum { E_LOADING, E_READY };
+
+typedef struct entry {
+    struct entry *next;
+    char id[33];
+    int64_t rid, updated_us;
+    uint64_t samples;
+    int state;
+    int detached; /* out of the table; freed by the last release */
+    unsigned pins;
+    uint64_t used; /* LRU clock */
+    size_t bytes;  /* counted in the cache's total */
+    vps_rundata *rd;
+} entry;
+
+struct vps_rdcache {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    entry *head;
+    unsigned count, max_runs;
+    size_t bytes, budget;
+    uint64_t clock;
+};
+
+int vps_rdcache_new(size_t budget, unsigned max_runs, vps_rdcache **out)
+{
+    vps_rdcache *c = vp_calloc(1, sizeof(*c));
+    if (!c)
+        return VP_ENOMEM;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->changed, NULL);
+    c->budget = budget;
+    c->max_runs = max_runs ? max_runs : 1;
+    *out = c;
+    return VP_OK;
+}
+
+void vps_rdcache_free(vps_rdcache *c)
+{
+    if (!c)
+        return;
+    for (entry *e = c->head, *next; e; e = next) {
+        next = e->next;
+        rd_free(e->rd);
+        vp_free(e);
+    }
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->changed);
+    vp_free(c);
+}
+
+/* unlink takes e out of the table (lock held). */
+static void unlink_entry(vps_rdcache *c, entry *e)
+{
+    for (entry **p = &c->head; *p; p = &(*p)->next) {
+        if (*p == e) {
+            *p = e->next;
+            c->count--;
+            return;
+        }
+    }
+}
+
+/* retire detaches e; it is freed now if nobody uses it (lock held). */
+static void retire(vps_rdcache *c, entry *e)
+{
+    unlink_entry(c, e);
+    e->detached = 1;
+    if (e->pins == 0 && e->state == E_READY) {
+        c->bytes -= e->bytes;
+        rd_free(e->rd);
+        vp_free(e);
+    }
+}
+
+/* make_room evicts unused ready entries, oldest first, until bytes more
+ * fit and a slot is free; says whether they do (lock held). */
+static int make_room(vps_rdcache *c, size_t bytes, const entry *keep)
+{
+    /* Evict nothing if evicting everything unused would not be enough. */
+    size_t free_bytes = 0;
+    unsigned free_runs = 0;
+    for (entry *e = c->head; e; e = e->next) {
+        if (e != keep && e->state == E_READY && e->pins == 0)
+            free_bytes += e->bytes, free_runs++;
+    }
+    if (c->bytes - free_bytes + bytes > c->budget || c->count - free_runs > c->max_runs)
+        return 0;
+    for (;;) {
+        if (c->bytes + bytes <= c->budget && c->count <= c->max_runs)
+            return 1;
+        entry *victim = NULL;
+        for (entry *e = c->head; e; e = e->next) {
+            if (e != keep && e->state == E_READY && e->pins == 0 &&
+                (!victim || e->used < victim->used))
+                victim = e;
+        }
+        if (!victim)
+            return 0;
+        retire(c, victim);
+    }
+}
+
+static entry *find(vps_rdcache *c, const char *id)
+{
+    for (entry *e = c->head; e; e = e->next) {
+        if (strcmp(e->id, id) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+int vps_rd_acquire(vps_rdcache *c, vps_db *db, const vps_run *run, vps_rundata **out)
+{
+    if (!c)
+        return build_trie(db, run, out);
+    pthread_mutex_lock(&c->lock);
+    entry *e;
+    for (;;) {
+        e = find(c, run->id);
+        if (!e)
+            break;
+        if (e->rid != run->rid || e->updated_us != run->updated_us ||
+            e->samples != run->samples) {
+            /* The run changed since (or a reader with an older snapshot
+             * came late): the newer version wins the slot. */
+            if (e->updated_us > run->updated_us) {
+                pthread_mutex_unlock(&c->lock);
+                return build_trie(db, run, out);
+            }
+            if (e->state == E_LOADING) {
+                pthread_cond_wait(&c->changed, &c->lock);
+                continue;
+            }
+            retire(c, e);
+            break;
+        }
+        if (e->state == E_READY) {
+            e->pins++;
+            e->used = ++c->clock;
+            *out = e->rd;
+            pthread_mutex_unlock(&c->lock);
+            return VP_OK;
+        }
+        pthread_cond_wait(&c->changed, &c->lock);
+    }
+    e = vp_calloc(1, sizeof(*e));
+    if (!e) {
+        pthread_mutex_unlock(&c->lock);
+        return VP_ENOMEM;
+    }
+    memcpy(e->id, run->id, sizeof(e->id));
+    e->rid = run->rid;
+    e->updated_us = run->updated_us;
+    e->samples = run->samples;
+    e->state = E_LOADING;
+    e->next = c->head;
+    c->head = e;
+    c->count++;
+    pthread_mutex_unlock(&c->lock);
+
+    /* Reserve the arrays' bytes (plus some for the trie) before reading
+     * anything, so that two big loads at once cannot both overshoot. */
+    vps_rundata *rd = NULL;
+    int64_t t0 = mono_us();
+    size_t want = sizeof(*rd) + (size_t)run->samples * 16 + ((size_t)1 << 20);
+    int fits = 0;
+    pthread_mutex_lock(&c->lock);
+    if (run->samples <= UINT32_MAX && want <= c->budget && make_room(c, want, e)) {
+        c->bytes += want;
+        e->bytes = want;
+        fits = 1;
+    }
+    pthread_mutex_unlock(&c->lock);
+    int rc = VP_EFULL;
+    if (fits)
+        rc = build_cached(db, run, &rd);
+    if (rc == VP_EFULL)
+        rc = build_trie(db, run, &rd);
+    pthread_mutex_lock(&c->lock);
+    if (rc == VP_OK && rd->cached) {
+        /* The real size; evict more if the trie was bigger than guessed. */
+        c->bytes = c->bytes - e->bytes + rd->bytes;
+        e->bytes = rd->bytes;
+        make_room(c, 0, e);
+        e->rd = rd;
+        rd->entry = e;
+        e->state = E_READY;
+        e->pins = 1;
+        e->used = ++c->clock;
+    } else {
+        /* Not cached: the entry goes, the rundata (if any) is this query's. */
+        c->bytes -= e->bytes;
+        unlink_entry(c, e);
+        vp_free(e);
+        e = NULL;
+    }
+    pthread_cond_broadcast(&c->changed);
+    pthread_mutex_unlock(&c->lock);
+    if (rc != VP_OK) {
+        rd_free(rd);
+        return rc;
+    }
+    vp_info("run %s: %llu samples, %u call paths read in %lld ms; %s, %zu KiB",
+            run->id, (unsigned long long)run->samples, rd->nnodes,
+            (long long)(mono_us() - t0) / 1000,
+            rd->cached ? "cached" : "not cached (streamed per query)", rd->bytes / 1024);
+    *out = rd;
+    return VP_OK;
+}
+
+void vps_rd_release(vps_rdcache *c, vps_rundata *rd)
+{
+    if (!rd)
+        return;
+    entry *e = rd->entry;
+    if (!c || !e) {
+        rd_free(rd);
+        return;
+    }
+    pthread_mutex_lock(&c->lock);
+    if (--e->pins == 0 && e->detached) {
+        c->bytes -= e->bytes;
+        rd_free(e->rd);
+        vp_free(e);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+int vps_rd_warm(vps_rdcache *c, vps_db *db, const vps_run *run)
+{
+    /* The same estimate vps_rd_acquire reserves; the budget never changes. */
+    if (!c || sizeof(vps_rundata) + (size_t)run->samples * 16 + ((size_t)1 << 20) > c->budget)
+        return VP_OK;
+    vps_rundata *rd = NULL;
+    int rc = vps_rd_acquire(c, db, run, &rd);
+    if (rc == VP_OK)
+        vps_rd_release(c, rd);
+    return rc;
+}
+
+void vps_rdcache_drop(vps_rdcache *c, const char *id)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    entry *e = find(c, id);
+    if (e && e->state == E_READY)
+        retire(c, e);
+    pthread_mutex_unlock(&c->lock);
+}

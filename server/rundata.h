@@ -1,0 +1,133 @@
+/*
+ * rundata.h - what the analysis queries derive from a stored run, and the
+ * bounded in-memory cache that keeps it between queries.
+ *
+ * A run's distinct stacks become a call trie: node 0 is the root (the empty
+ * stack), every other node is one function called from its parent's path,
+ * so a stack is a node and "samples per node" is the whole CPU tree. Every
+ * query aggregates per node first and expands to functions and names once,
+ * never per sample.
+ *
+ * Two modes:
+ *  - cached: the rundata also holds every sample as (time, RSS, node) in
+ *    three arrays (16 bytes a sample), and lives in the cache;
+ *  - streaming: a run too big for the cache keeps only its trie and names
+ *    for one query, and samples are read from the store each time.
+ * vps_rd_each hides the difference.
+ *
+ * Threads: a rundata handed out by vps_rd_acquire is read-only and may be
+ * shared by several queries at once (cached mode); a streaming rundata is
+ * private to the query. Either way release it with vps_rd_release.
+ */
+#ifndef VPS_RUNDATA_H
+#define VPS_RUNDATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+#include "symtab.h"
+
+#define VPS_RD_ROOT 0u
+#define VPS_RD_NONE UINT32_MAX
+
+typedef struct vps_rd_node {
+    uint32_t parent; /* VPS_RD_NONE for the root */
+    uint32_t func;   /* index into syms.funcs; VPS_RD_NONE for the root */
+    uint32_t depth;  /* 0 for the root */
+    uint32_t first;  /* 1 if func appears nowhere above this node */
+} vps_rd_node;
+
+/* Cached runs keep a summary per block of VPS_RD_BLOCK samples, so that a
+ * window covering millions of samples costs a few thousand steps: RSS
+ * min/max/sum and the first position of the max, and, when the block has
+ * at most VPS_RD_HIST_MAX distinct nodes, their counts in first-seen order
+ * (so ties between equally frequent stacks resolve as a sample scan would). */
+#define VPS_RD_BLOCK 1024u
+#define VPS_RD_HIST_MAX 128u
+
+typedef struct vps_rd_block {
+    uint32_t min, max, argmax; /* argmax: position in the block */
+    uint32_t nhist;            /* entries in hist; VPS_RD_NONE: none kept */
+    uint64_t sum, hist;        /* hist: index of the first entry */
+} vps_rd_block;
+
+typedef struct vps_rd_hist {
+    uint32_t node, count;
+} vps_rd_hist;
+
+typedef struct vps_rundata vps_rundata;
+
+struct vps_rundata {
+    vps_symtab syms;
+    vps_rd_node *nodes; /* parents come before their children */
+    uint32_t nnodes;
+    uint64_t *whole;  /* per node: samples of the whole run whose stack ends there */
+    uint64_t samples; /* samples of the whole run */
+    int64_t rid;
+
+    /* cached mode: per sample, in index order */
+    int cached;
+    int64_t *t_ns;
+    uint32_t *rss_kb;
+    uint32_t *node;
+    int monotonic; /* t_ns never decreases, so windows are found by bisection */
+    uint32_t *order;      /* clock not monotonic: positions by time, stable */
+    vps_rd_block *blocks; /* ceil(samples / VPS_RD_BLOCK) */
+    vps_rd_hist *hist;
+
+    /* streaming mode: stack id -> node */
+    int64_t *skeys;
+    uint32_t *svals;
+    size_t scap, scount;
+
+    size_t bytes; /* heap bytes held */
+    void *entry;  /* the cache entry, NULL if private */
+};
+
+typedef struct vps_rdcache vps_rdcache;
+
+/* vps_rdcache_new makes a cache of at most budget bytes and max_runs runs;
+ * the caller owns *out. vps_rdcache_free needs every rundata released. */
+int vps_rdcache_new(size_t budget, unsigned max_runs, vps_rdcache **out);
+void vps_rdcache_free(vps_rdcache *c);
+
+/* vps_rd_acquire gives the rundata of run (read in db's transaction, which
+ * must stay open until release for a streaming rundata). c may be NULL: no
+ * caching. Returns VP_ETOOBIG if the run has more than VP_MAX_QUERY_NODES
+ * call paths or stacks. */
+int vps_rd_acquire(vps_rdcache *c, vps_db *db, const vps_run *run, vps_rundata **out);
+void vps_rd_release(vps_rdcache *c, vps_rundata *rd);
+
+/* vps_rd_warm builds run's rundata into the cache if it can be cached,
+ * and does nothing for a run too big for it. */
+int vps_rd_warm(vps_rdcache *c, vps_db *db, const vps_run *run);
+
+/* vps_rdcache_drop forgets run id (after it was deleted). */
+void vps_rdcache_drop(vps_rdcache *c, const char *id);
+
+/* vps_rd_each calls cb for every sample with from_ns <= t_ns <= to_ns, in
+ * index order; idx is the sample's index in the run. A non-zero return
+ * stops the walk and is returned. db is the transaction the rundata was
+ * acquired in (unused in cached mode). */
+typedef int (*vps_rd_cb)(void *ctx, uint64_t idx, int64_t t_ns, uint64_t rss_kb, uint32_t node);
+int vps_rd_each(const vps_rundata *rd, vps_db *db, int64_t from_ns, int64_t to_ns, vps_rd_cb cb,
+                void *ctx);
+
+/* vps_rd_count fills counts[nnodes] with the samples per node in the window
+ * (whole: the whole run, from the rundata) and *n with their sum. */
+int vps_rd_count(const vps_rundata *rd, vps_db *db, int whole, int64_t from_ns, int64_t to_ns,
+                 uint64_t *counts, uint64_t *n);
+
+/* vps_rd_lower is the first sample position whose time is >= t_ns; only
+ * for a cached rundata whose clock is monotonic. */
+uint64_t vps_rd_lower(const vps_rundata *rd, int64_t t_ns);
+
+/* vps_rd_count_range adds the samples per node of positions [lo, hi) to
+ * counts; cached rundata only. */
+void vps_rd_count_range(const vps_rundata *rd, uint64_t lo, uint64_t hi, uint64_t *counts);
+
+/* vps_rd_lca is the deepest common ancestor of two nodes. */
+uint32_t vps_rd_lca(const vps_rundata *rd, uint32_t a, uint32_t b);
+
+#endif
