@@ -63,6 +63,11 @@
 /* The relay's second sink (the old server protocol) sends a run as one
  * request built in memory: ~40 bytes a sample plus its frames. */
 #define VP_MAX_LEGACY_SAMPLES 2000000u
+/* ... and all their frames (8 bytes each): 128 MiB at most. */
+#define VP_MAX_LEGACY_FRAMES (16u * 1024u * 1024u)
+/* The old protocol's call tree is packed by recursion: deeper levels are
+ * cut (their samples still count at the cut) to keep the thread's stack. */
+#define VP_MAX_LEGACY_TREE_DEPTH 2048u
 
 /* Batches the relay has received but not yet made durable. */
 #define VP_MAX_RELAY_PENDING 256u

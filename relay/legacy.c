@@ -78,6 +78,11 @@ static int on_sample(void *ctx, const vp_vmprof_sample *s)
                  VP_MAX_LEGACY_SAMPLES);
         return VP_ETOOBIG;
     }
+    if (a->nframes + s->depth > VP_MAX_LEGACY_FRAMES) {
+        snprintf(a->why, sizeof(a->why), "more than %u frames: too large for one old-style upload",
+                 VP_MAX_LEGACY_FRAMES);
+        return VP_ETOOBIG;
+    }
     int lines = (a->reader.mode & VP_VMPROF_MODE_LINES) != 0;
     size_t cap_samples = a->samples_cap;
     if (grow((void **)&a->frames, &a->frames_cap, a->nframes + s->depth, sizeof(uint64_t)) ||
@@ -261,6 +266,8 @@ static void pack_tree(msgpack_packer *pk, const assembly *a, const size_t *order
     size_t i = lo, nchildren = 0;
     while (i < hi && a->depth[order[i]] <= level)
         i++;
+    if (level >= VP_MAX_LEGACY_TREE_DEPTH)
+        i = hi; /* cut here: the samples below still count in this node */
     for (size_t j = i; j < hi;) {
         uint64_t f = a->frames[a->start[order[j]] + level];
         while (j < hi && a->frames[a->start[order[j]] + level] == f)
