@@ -103,6 +103,7 @@ vp_metric vpa_metrics[VPA_M_COUNT] = {
 
 static void session_maybe_free(vpa_session *s);
 static void pump(vpa_session *s);
+static void close_conn(vpa_session *s);
 
 /* ---- replies ------------------------------------------------------------ */
 
@@ -128,6 +129,13 @@ static void reply_json(vpa_session *s, json_t *obj)
         return;
     }
     size_t n = strlen(text);
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&s->conn) > VP_MAX_CLIENT_FRAME) {
+        /* A client that sends requests without reading the replies. */
+        vp_metric_add(&vpa_metrics[VPA_M_REFUSED_BAD_REQUEST], 1);
+        free(text);
+        close_conn(s);
+        return;
+    }
     write_req *w = vp_malloc(sizeof(*w) + 4 + n);
     if (w) {
         w->data[0] = (uint8_t)(n >> 24);
