@@ -170,3 +170,59 @@ def test_agent_killed_again_and_again_still_exactly_once(pipeline: Pipeline) -> 
     profile = Path(pipeline.env()["VMPV_SPOOL_DIR"]) / f"{run_id}.prof"
     truth = assert_run_matches_vmprof(pipeline.server_url, run_id, profile)
     assert truth["samples"] > 200
+
+
+def _frame(sock, payload: bytes) -> None:
+    import struct
+    sock.sendall(struct.pack(">I", len(payload)) + payload)
+
+
+def _reply(sock) -> dict:
+    import json
+    import struct
+    head = b""
+    while len(head) < 4:
+        chunk = sock.recv(4 - len(head))
+        if not chunk:
+            raise ConnectionError("closed")
+        head += chunk
+    n = struct.unpack(">I", head)[0]
+    body = b""
+    while len(body) < n:
+        body += sock.recv(n - len(body))
+    return json.loads(body)
+
+
+def test_hostile_client_requests_get_clear_errors_and_harm_nobody(pipeline: Pipeline) -> None:
+    import json
+    import socket
+    import struct
+    cases = [
+        (b"not json at all", "not a JSON object"),
+        (json.dumps({"v": 2, "op": "start"}).encode(), "unsupported protocol version"),
+        (json.dumps({"v": 1, "op": "explode"}).encode(), "unknown op"),
+        (json.dumps({"v": 1, "op": "start", "run": "zz", "path": "/x", "project": "p",
+                     "function": "f"}).encode(), "32 hex digits"),
+        (json.dumps({"v": 1, "op": "start", "run": "0" * 32, "path": "/x", "project": "p" * 5000,
+                     "function": "f"}).encode(), "at most"),
+        (json.dumps({"v": 1, "op": "end", "status": "ok"}).encode(), "no run in progress"),
+    ]
+    for payload, expected in cases:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(pipeline.agent_socket)
+            _frame(s, payload)
+            reply = _reply(s)
+            assert reply["ok"] is False and expected in reply["error"], (payload[:40], reply)
+    with socket.socket(socket.AF_UNIX) as s:  # a frame over the 64 KiB bound
+        s.settimeout(5)
+        s.connect(pipeline.agent_socket)
+        s.sendall(struct.pack(">I", 1 << 30))
+        reply = _reply(s)
+        assert reply["ok"] is False and "64 KiB" in reply["error"]
+        assert s.recv(1) == b"", "the agent closes such a connection"
+    # Nothing else was harmed: a real run still goes through.
+    run_id, _ = finish(start_workload(pipeline, 0.3))
+    assert wait_for_run(pipeline.server_url, run_id)["status"] == "complete"
+    m = agent_metrics(pipeline.agent_socket)
+    assert m['vmpv_agent_refusals_total{reason="bad_request"}'] >= 4
