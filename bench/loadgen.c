@@ -10,7 +10,8 @@
  * the acknowledgement latencies.
  *
  *   vmpv-loadgen --relay URL --profile FILE [--agents N] [--runs R] [--token T]
- *                [--rate SAMPLES_PER_S] [--skip-seq K] [--idle SECONDS] [--spool-limit DIR]
+ *                [--rate SAMPLES_PER_S] [--skip-seq K] [--idle SECONDS] [--corrupt N]
+ *                [--spool-limit DIR]
  *
  * --spool-limit DIR measures the physical limit instead: LZ4 decoding plus
  * the spool's SQLite insert of the same batches, on one thread, nothing else.
@@ -66,6 +67,7 @@ static const char *token = "";
 static int runs_per_agent = 1;
 static double rate_limit = 0; /* samples per second over all agents; 0 = as fast as acks come */
 static long long skip_seq = -1; /* a batch never sent, to make a gap (tests) */
+static atomic_int corrupt_left;  /* --corrupt N: damage the first N DATA sends (tests) */
 static atomic_int agents_left;
 static atomic_ullong batches_ok, batches_refused, samples_ok;
 static uint64_t *latencies;
@@ -200,6 +202,12 @@ static void send_now(sim *s)
     if (make_batch(s, &msg) != 0) {
         fprintf(stderr, "loadgen: cannot build a batch\n");
         exit(1);
+    }
+    if (s->step >= 1 && s->step <= the_plan.count && atomic_load(&corrupt_left) > 0 &&
+        atomic_fetch_sub(&corrupt_left, 1) > 0) {
+        /* Flip one payload byte: the relay must refuse this batch, and only it. */
+        uint8_t *b = nng_msg_body(msg);
+        b[nng_msg_len(msg) - 9] ^= 0x55;
     }
     s->receiving = 0;
     s->sleeping = 0;
@@ -374,6 +382,7 @@ int main(int argc, char **argv)
     rate_limit = atof(arg_value(argc, argv, "--rate", "0"));
     skip_seq = atoll(arg_value(argc, argv, "--skip-seq", "-1"));
     int idle_s = atoi(arg_value(argc, argv, "--idle", "0"));
+    atomic_store(&corrupt_left, atoi(arg_value(argc, argv, "--corrupt", "0")));
     if (!profile || (!relay && !limit_dir) || agents < 1 || agents > 10000 || runs_per_agent < 1) {
         fprintf(stderr, "usage: vmpv-loadgen --relay URL --profile FILE [--agents N] [--runs R] "
                         "[--token T] [--rate SAMPLES_PER_S] | --spool-limit DIR --profile FILE\n");
