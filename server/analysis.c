@@ -25,6 +25,18 @@
 
 static const char json_ctype[] = "application/json";
 
+/* jw_finish sends jw as the JSON reply if rc is VP_OK, else frees it and
+ * replies with the failure; either way jw is used up. */
+static void jw_finish(vps_jw *jw, int rc, vps_reply *out)
+{
+    if (rc != VP_OK) {
+        vps_jw_fini(jw);
+        vps__reply_failure(out, rc);
+        return;
+    }
+    vps_jw_reply(jw, out, json_ctype);
+}
+
 /* ---- the CPU tree ---- */
 
 typedef struct cpu_tree {
@@ -76,18 +88,9 @@ static void window_head(vps_jw *w, uint64_t samples, const vps__win *win)
 void vps_query_tree(vps_store *s, vps_rdcache *c, const char *id, const vps_window *w,
                     uint32_t max_nodes, vps_reply *out)
 {
-    vps_run run;
     vps__win win;
-    vps_db *db = vps__open_run(s, id, &run, out);
-    if (!db)
-        return;
-    if (vps__window(&run, w, &win, out) != VP_OK) {
-        vps_db_end(db);
-        vps_run_fini(&run);
-        return;
-    }
-    vps_rundata *rd = vps__acquire(c, db, &run, out);
-    vps_run_fini(&run);
+    vps_db *db;
+    vps_rundata *rd = vps__open_window(s, c, id, w, &win, &db, out);
     if (!rd)
         return;
     uint64_t n = 0;
@@ -114,12 +117,7 @@ void vps_query_tree(vps_store *s, vps_rdcache *c, const char *id, const vps_wind
     }
     vps_rd_release(c, rd);
     vp_free(self), vp_free(tot), vp_free(size);
-    if (rc != VP_OK) {
-        vps_jw_fini(&jw);
-        vps__reply_failure(out, rc);
-        return;
-    }
-    vps_jw_reply(&jw, out, json_ctype);
+    jw_finish(&jw, rc, out);
 }
 
 /* ---- memory growth ---- */
@@ -224,18 +222,9 @@ static int cmp_growth_row(const void *pa, const void *pb)
 void vps_query_growth(vps_store *s, vps_rdcache *c, const char *id, const vps_window *w,
                       uint32_t max_nodes, vps_reply *out)
 {
-    vps_run run;
     vps__win win;
-    vps_db *db = vps__open_run(s, id, &run, out);
-    if (!db)
-        return;
-    if (vps__window(&run, w, &win, out) != VP_OK) {
-        vps_db_end(db);
-        vps_run_fini(&run);
-        return;
-    }
-    vps_rundata *rd = vps__acquire(c, db, &run, out);
-    vps_run_fini(&run);
+    vps_db *db;
+    vps_rundata *rd = vps__open_window(s, c, id, w, &win, &db, out);
     if (!rd)
         return;
     size_t nn = rd->nnodes, nf = rd->syms.nfuncs ? rd->syms.nfuncs : 1;
@@ -297,12 +286,7 @@ void vps_query_growth(vps_store *s, vps_rdcache *c, const char *id, const vps_wi
     vps_rd_release(c, rd);
     vp_free(g.grown), vp_free(g.released), vp_free(gtot), vp_free(rtot);
     vp_free(fsg), vp_free(ftg), vp_free(fsr), vp_free(ftr), vp_free(rows), vp_free(size);
-    if (rc != VP_OK) {
-        vps_jw_fini(&jw);
-        vps__reply_failure(out, rc);
-        return;
-    }
-    vps_jw_reply(&jw, out, json_ctype);
+    jw_finish(&jw, rc, out);
 }
 
 /* ---- two runs compared ---- */

@@ -1162,6 +1162,19 @@ static int find_web(vps_http *h, const char *web)
     return h->web_root && h->index_path ? VP_OK : VP_ENOMEM;
 }
 
+/* free_fields frees what vps_http_start allocates into h besides the h2o
+ * context and configuration (the cache, tokens, web paths); h itself and
+ * the h2o parts stay with the caller. */
+static void free_fields(vps_http *h)
+{
+    vps_rdcache_free(h->cache);
+    vp_free(h->token);
+    vp_free(h->admin_token);
+    vp_free(h->read_token);
+    vp_free(h->web_root);
+    vp_free(h->index_path);
+}
+
 int vps_http_start(uv_loop_t *loop, const vps_http_opts *o, vps_http **out, uint16_t *port,
                    char *url, size_t url_cap, char *err, size_t errlen)
 {
@@ -1205,12 +1218,7 @@ int vps_http_start(uv_loop_t *loop, const vps_http_opts *o, vps_http **out, uint
                      "of MiB", VP_MAX_TOKEN_LEN);
         else
             snprintf(err, errlen, "out of memory");
-        vps_rdcache_free(h->cache);
-        vp_free(h->token);
-        vp_free(h->admin_token);
-        vp_free(h->read_token);
-        vp_free(h->web_root);
-        vp_free(h->index_path);
+        free_fields(h);
         vp_free(h);
         return rc;
     }
@@ -1237,12 +1245,7 @@ int vps_http_start(uv_loop_t *loop, const vps_http_opts *o, vps_http **out, uint
         }
         h2o_context_dispose(&h->ctx);
         h2o_config_dispose(&h->config);
-        vps_rdcache_free(h->cache);
-        vp_free(h->admin_token);
-        vp_free(h->read_token);
-        vp_free(h->token);
-        vp_free(h->web_root);
-        vp_free(h->index_path);
+        free_fields(h);
         vp_free(h);
         return rc;
     }
@@ -1271,11 +1274,6 @@ void vps_http_free(vps_http *h)
 {
     if (!h)
         return;
-    vps_rdcache_free(h->cache);
-    vp_free(h->token);
-    vp_free(h->admin_token);
-    vp_free(h->read_token);
-    vp_free(h->web_root);
-    vp_free(h->index_path);
+    free_fields(h);
     /* h itself holds the h2o context and configuration: see http.h. */
 }

@@ -278,19 +278,33 @@ static int check_tags(json_t *tags, char **out, char *err, size_t errlen)
     return VP_OK;
 }
 
-/* parse_open fills a new run from an OPEN payload (PROTOCOL.md §B). */
-static int parse_open(const uint8_t *raw, size_t len, vps_run *run, char *err, size_t errlen)
+/* load_payload parses the payload of a what ("OPEN", "CLOSE") batch as a
+ * JSON object. On success the caller owns *out (json_decref); on failure
+ * *out is not written and err says why: VP_EINVAL for a malformed payload,
+ * VP_ENOMEM when we ran out of memory. */
+static int load_payload(const uint8_t *raw, size_t len, const char *what, json_t **out,
+                        char *err, size_t errlen)
 {
     json_error_t jerr;
     json_t *o = json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, &jerr);
-    int rc = VP_EINVAL;
-    if (!json_is_object(o)) {
-        /* Out of memory is ours, not the sender's: retryable, not malformed. */
-        if (!o && json_error_code(&jerr) == json_error_out_of_memory)
-            rc = VP_ENOMEM;
-        snprintf(err, errlen, "OPEN payload is not a JSON object: %s", o ? "" : jerr.text);
-        goto fail;
+    if (json_is_object(o)) {
+        *out = o;
+        return VP_OK;
     }
+    /* Out of memory is ours, not the sender's: retryable, not malformed. */
+    int rc = !o && json_error_code(&jerr) == json_error_out_of_memory ? VP_ENOMEM : VP_EINVAL;
+    snprintf(err, errlen, "%s payload is not a JSON object: %s", what, o ? "" : jerr.text);
+    json_decref(o);
+    return rc;
+}
+
+/* parse_open fills a new run from an OPEN payload (PROTOCOL.md §B). */
+static int parse_open(const uint8_t *raw, size_t len, vps_run *run, char *err, size_t errlen)
+{
+    json_t *o;
+    int rc = load_payload(raw, len, "OPEN", &o, err, errlen);
+    if (rc != VP_OK)
+        return rc;
     if ((rc = bounded_str(o, "project", &run->project, err, errlen)) != VP_OK ||
         (rc = bounded_str(o, "function", &run->function, err, errlen)) != VP_OK ||
         (rc = bounded_str(o, "host", &run->host, err, errlen)) != VP_OK ||
@@ -334,15 +348,11 @@ fail:
 /* parse_close applies a CLOSE payload to the run. */
 static int parse_close(const uint8_t *raw, size_t len, vps_run *run, char *err, size_t errlen)
 {
-    json_error_t jerr;
-    json_t *o = json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, &jerr);
-    int rc = VP_EINVAL;
-    if (!json_is_object(o)) {
-        if (!o && json_error_code(&jerr) == json_error_out_of_memory)
-            rc = VP_ENOMEM;
-        snprintf(err, errlen, "CLOSE payload is not a JSON object: %s", o ? "" : jerr.text);
-        goto fail;
-    }
+    json_t *o;
+    int rc = load_payload(raw, len, "CLOSE", &o, err, errlen);
+    if (rc != VP_OK)
+        return rc;
+    rc = VP_EINVAL;
     const char *status = json_string_value(json_object_get(o, "status"));
     if (!status || (strcmp(status, "complete") != 0 && strcmp(status, "failed") != 0 &&
                     strcmp(status, "incomplete") != 0)) {
@@ -657,7 +667,7 @@ fail:
 
 /* ---- plain uploads ---- */
 
-static int new_run_id(char out[33])
+int vps_ingest_new_run_id(char out[33])
 {
     uint8_t id[VP_RUN_ID_LEN];
     size_t got = 0;
@@ -747,7 +757,7 @@ void vps_ingest_upload(vps_store *s, const vps_upload_meta *m, const uint8_t *bo
 
     run_defaults(&run);
     feed_init(&f, &run);
-    if (new_run_id(run.id) != VP_OK) {
+    if (vps_ingest_new_run_id(run.id) != VP_OK) {
         snprintf(err, sizeof(err), "no randomness for a run id");
         goto fail;
     }

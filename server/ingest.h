@@ -31,6 +31,11 @@ typedef struct vps_upload_meta {
 void vps_ingest_upload(vps_store *s, const vps_upload_meta *m, const uint8_t *body, size_t len,
                        vps_reply *out);
 
+/* vps_ingest_new_run_id writes a fresh random run id (VP_RUN_ID_LEN bytes
+ * from getrandom, as hex) into out, NUL included; VP_EIO if the system has
+ * no randomness to give, out then left alone. */
+int vps_ingest_new_run_id(char out[33]);
+
 /* vps_frames_hash is the 64-bit hash stack ids are derived from. */
 uint64_t vps_frames_hash(const uint64_t *frames, uint32_t n);
 

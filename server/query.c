@@ -61,6 +61,25 @@ vps_rundata *vps__acquire(vps_rdcache *c, vps_db *db, const vps_run *run, vps_re
     return NULL;
 }
 
+vps_rundata *vps__open_window(vps_store *s, vps_rdcache *c, const char *id, const vps_window *w,
+                              vps__win *win, vps_db **db, vps_reply *out)
+{
+    vps_run run;
+    vps_db *d = vps__open_run(s, id, &run, out);
+    if (!d)
+        return NULL;
+    if (vps__window(&run, w, win, out) != VP_OK) {
+        vps_db_end(d);
+        vps_run_fini(&run);
+        return NULL;
+    }
+    vps_rundata *rd = vps__acquire(c, d, &run, out);
+    vps_run_fini(&run);
+    if (rd)
+        *db = d;
+    return rd;
+}
+
 static double clamp_s(double v)
 {
     /* Keep seconds within what int64 nanoseconds can hold. */
@@ -677,18 +696,9 @@ static int cmp_func_row(const void *a, const void *b)
 void vps_query_functions(vps_store *s, vps_rdcache *c, const char *id, const vps_window *w,
                          vps_reply *out)
 {
-    vps_run run;
     vps__win win;
-    vps_db *db = vps__open_run(s, id, &run, out);
-    if (!db)
-        return;
-    if (vps__window(&run, w, &win, out) != VP_OK) {
-        vps_db_end(db);
-        vps_run_fini(&run);
-        return;
-    }
-    vps_rundata *rd = vps__acquire(c, db, &run, out);
-    vps_run_fini(&run);
+    vps_db *db;
+    vps_rundata *rd = vps__open_window(s, c, id, w, &win, &db, out);
     if (!rd)
         return;
     uint64_t nsamples = 0;

@@ -33,6 +33,14 @@ vps_db *vps__open_run(vps_store *s, const char *id, vps_run *run, vps_reply *out
  * and returns NULL. */
 vps_rundata *vps__acquire(vps_rdcache *c, vps_db *db, const vps_run *run, vps_reply *out);
 
+/* vps__open_window starts a read, finds run id, resolves w for it into *win
+ * and gets the run's rundata. On success the caller holds the read in *db
+ * (to end with vps_db_end) and the rundata (to give back with
+ * vps_rd_release); on failure out is filled, nothing is held, *db is left
+ * alone and NULL is returned. */
+vps_rundata *vps__open_window(vps_store *s, vps_rdcache *c, const char *id, const vps_window *w,
+                              vps__win *win, vps_db **db, vps_reply *out);
+
 void vps__reply_failure(vps_reply *out, int rc);
 
 /* vps__subtree: tot[n] = self[n] + the tot of n's children (nnodes each). */

@@ -14,8 +14,12 @@
 #include <string.h>
 
 #include "store_int.h"
+#include "vp_batch.h"
 #include "vp_err.h"
+#include "vp_limits.h"
+#include "vp_log.h"
 #include "vp_mem.h"
+#include "vp_vmprof.h"
 
 /* is_pg_url: the prefixes libpq takes as a connection URI. */
 static int is_pg_url(const char *where)
@@ -127,6 +131,57 @@ void vps_run_fini(vps_run *r)
     vp_free(r->tags);
     vp_free(r->error);
     r->project = r->function = r->host = r->source = r->interp = r->tags = r->error = NULL;
+}
+
+/* ---- helpers the stores share (store_int.h) ---- */
+
+int vps__frames_blob(const uint64_t *frames, uint32_t n, uint8_t **blob, size_t *nbytes)
+{
+    size_t bytes = (size_t)n * 8;
+    uint8_t *p = vp_malloc(bytes ? bytes : 1);
+    if (!p)
+        return VP_ENOMEM;
+    for (uint32_t i = 0; i < n; i++)
+        vp_store_u64le(p + (size_t)i * 8, frames[i]);
+    *blob = p;
+    *nbytes = bytes;
+    return VP_OK;
+}
+
+int vps__frames_load(const char *store, const void *blob, int nbytes, uint64_t **frames,
+                     uint32_t *cap, uint32_t *n)
+{
+    if (nbytes < 0 || nbytes % 8 != 0 || (uint64_t)nbytes / 8 > VP_MAX_STACK_DEPTH) {
+        vp_error("%s: a stored stack has %d bytes", store, nbytes);
+        return VP_ECORRUPT;
+    }
+    uint32_t count = (uint32_t)nbytes / 8;
+    if (count > *cap) {
+        uint64_t *p = vp_realloc(*frames, (size_t)count * sizeof(uint64_t));
+        if (!p)
+            return VP_ENOMEM;
+        *frames = p;
+        *cap = count;
+    }
+    for (uint32_t i = 0; i < count; i++)
+        (*frames)[i] = vp_load_u64le((const uint8_t *)blob + (size_t)i * 8);
+    *n = count;
+    return VP_OK;
+}
+
+int vps__runs_finish(int rc, vps_run *out, size_t got, uint64_t count, vps_run **runs,
+                     size_t *n, uint64_t *total)
+{
+    if (rc != VP_OK) {
+        for (size_t i = 0; i < got; i++)
+            vps_run_fini(&out[i]);
+        vp_free(out);
+        return rc;
+    }
+    *runs = out;
+    *n = got;
+    *total = count;
+    return VP_OK;
 }
 
 /* ---- forwarding ---- */

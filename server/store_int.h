@@ -76,6 +76,35 @@ void vps__store_init(vps_store *s, const vps_store_ops *ops, int one_writer, vps
 /* vps__store_fini destroys the pool's locks; the connections stay. */
 void vps__store_fini(vps_store *s);
 
+/* The columns of a stored run in the order both stores' read_run and
+ * bind_run use; rid first, so an insert passes it as DEFAULT/NULL. */
+#define VPS_RUN_COLS                                                                         \
+    "rid, id, project, function, host, source, interp, tags, error, status, pid, period_us," \
+    " version, mode, samples, peak_rss_kb, threads, start_us, end_us, first_t_ns, last_t_ns," \
+    " next_seq, bytes, trailer, created_us, updated_us"
+
+/* vps__frames_blob encodes n frames as a stored stack: n * 8 bytes, u64
+ * little-endian. On success the caller owns *blob (never NULL, even for
+ * n == 0; vp_free it) and *nbytes is its length; on failure (VP_ENOMEM)
+ * neither is written. */
+int vps__frames_blob(const uint64_t *frames, uint32_t n, uint8_t **blob, size_t *nbytes);
+
+/* vps__frames_load decodes a stored stack of nbytes bytes at blob into
+ * the connection's scratch array *frames of *cap entries, growing both as
+ * needed; the connection keeps owning the array (vp_free it when it
+ * closes). On success *n is the number of frames; a blob that cannot be a
+ * stack is VP_ECORRUPT, logged under store (ops->name). */
+int vps__frames_load(const char *store, const void *blob, int nbytes, uint64_t **frames,
+                     uint32_t *cap, uint32_t *n);
+
+/* vps__runs_finish ends a list_runs that read got rows into out (an array
+ * from vp_calloc). With rc VP_OK it hands out, got and count to the
+ * caller through runs, n and total, who then owns the runs (vps_run_fini
+ * each, vp_free the array); otherwise it frees them and leaves the
+ * out-params alone. Returns rc. */
+int vps__runs_finish(int rc, vps_run *out, size_t got, uint64_t count, vps_run **runs,
+                     size_t *n, uint64_t *total);
+
 /* The stores. where is what vps_store_open got: a directory for SQLite, a
  * postgresql:// URL for PostgreSQL. Same contract as vps_store_open. */
 int vps__sqlite_open(const char *dir, unsigned nconn, vps_store **out, char *err, size_t errlen);

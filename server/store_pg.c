@@ -87,12 +87,7 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS threads(rid int8 NOT NULL, thread int8 NOT NULL,"
     " PRIMARY KEY(rid, thread));";
 
-#define RUN_COLS                                                                             \
-    "rid, id, project, function, host, source, interp, tags, error, status, pid, period_us," \
-    " version, mode, samples, peak_rss_kb, threads, start_us, end_us, first_t_ns, last_t_ns," \
-    " next_seq, bytes, trailer, created_us, updated_us"
-
-/* The parameters of bind_run, $1..$26 in RUN_COLS order. */
+/* The parameters of bind_run, $1..$26 in VPS_RUN_COLS order. */
 #define RUN_TYPES "ittttttttt" "iiiiiiiiiiiiiiii"
 
 /* lower() in the "C" collation folds ASCII only, as SQLite's does. */
@@ -136,9 +131,9 @@ typedef struct stmt_def {
 
 static const stmt_def stmts[ST_COUNT] = {
     [ST_LOCK_RUN] = {"SELECT pg_advisory_xact_lock(" LOCK_RUNS ", hashtext($1))", "t"},
-    [ST_GET_RUN] = {"SELECT " RUN_COLS " FROM runs WHERE id = $1", "t"},
-    [ST_GET_RUN_LOCKED] = {"SELECT " RUN_COLS " FROM runs WHERE id = $1 FOR UPDATE", "t"},
-    [ST_INSERT_RUN] = {"INSERT INTO runs(" RUN_COLS ") VALUES(DEFAULT, $2, $3, $4, $5, $6, $7,"
+    [ST_GET_RUN] = {"SELECT " VPS_RUN_COLS " FROM runs WHERE id = $1", "t"},
+    [ST_GET_RUN_LOCKED] = {"SELECT " VPS_RUN_COLS " FROM runs WHERE id = $1 FOR UPDATE", "t"},
+    [ST_INSERT_RUN] = {"INSERT INTO runs(" VPS_RUN_COLS ") VALUES(DEFAULT, $2, $3, $4, $5, $6, $7,"
                        " $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,"
                        " $22, $23, $24, $25, $26) RETURNING rid",
                        RUN_TYPES},
@@ -154,7 +149,7 @@ static const stmt_def stmts[ST_COUNT] = {
     [ST_DELETE_STACKS] = {"DELETE FROM stacks WHERE rid = $1", "i"},
     [ST_DELETE_SAMPLES] = {"DELETE FROM samples WHERE rid = $1", "i"},
     [ST_DELETE_THREADS] = {"DELETE FROM threads WHERE rid = $1", "i"},
-    [ST_LIST_RUNS] = {"SELECT " RUN_COLS " FROM runs" RUN_FILTER
+    [ST_LIST_RUNS] = {"SELECT " VPS_RUN_COLS " FROM runs" RUN_FILTER
                       " ORDER BY start_us DESC, rid DESC LIMIT $3 OFFSET $4",
                       "ttii"},
     [ST_COUNT_RUNS] = {"SELECT count(*) FROM runs" RUN_FILTER, "tt"},
@@ -783,7 +778,7 @@ static char *col_text(const PGresult *res, int row, int col, int *oom)
     return copy;
 }
 
-/* read_run fills r from a row of RUN_COLS. */
+/* read_run fills r from a row of VPS_RUN_COLS. */
 static int read_run(const PGresult *res, int row, vps_run *r)
 {
     int oom = 0;
@@ -822,7 +817,7 @@ static int read_run(const PGresult *res, int row, vps_run *r)
     return VP_OK;
 }
 
-/* bind_run binds every RUN_COLS parameter ($1..$26) from r. */
+/* bind_run binds every VPS_RUN_COLS parameter ($1..$26) from r. */
 static void bind_run(pgargs *a, const vps_run *r)
 {
     arg_i64(a, r->rid);
@@ -965,16 +960,7 @@ static int pg_list_runs(vps_db *vdb, const vps_run_filter *f, vps_run **runs, si
             break;
     }
     PQclear(res);
-    if (rc != VP_OK) {
-        for (size_t i = 0; i < got; i++)
-            vps_run_fini(&out[i]);
-        vp_free(out);
-        return rc;
-    }
-    *runs = out;
-    *n = got;
-    *total = count;
-    return VP_OK;
+    return vps__runs_finish(rc, out, got, count, runs, n, total);
 }
 
 /* ---- profile content ---- */
@@ -1011,36 +997,20 @@ static int pg_put_name(vps_db *vdb, int64_t rid, uint64_t addr, const char *name
 /* load_frames converts a frames blob into db's scratch array. */
 static int load_frames(pg_db *db, const char *blob, int nbytes, uint32_t *n)
 {
-    if (nbytes < 0 || nbytes % 8 != 0 || (uint64_t)nbytes / 8 > VP_MAX_STACK_DEPTH) {
-        vp_error("postgresql: a stored stack has %d bytes", nbytes);
-        return VP_ECORRUPT;
-    }
-    uint32_t count = (uint32_t)nbytes / 8;
-    if (count > db->frames_cap) {
-        uint64_t *p = vp_realloc(db->frames, (size_t)count * sizeof(uint64_t));
-        if (!p)
-            return VP_ENOMEM;
-        db->frames = p;
-        db->frames_cap = count;
-    }
-    for (uint32_t i = 0; i < count; i++)
-        db->frames[i] = vp_load_u64le((const uint8_t *)blob + (size_t)i * 8);
-    *n = count;
-    return VP_OK;
+    return vps__frames_load("postgresql", blob, nbytes, &db->frames, &db->frames_cap, n);
 }
 
 static int pg_put_stack(vps_db *vdb, int64_t rid, uint64_t hash, const uint64_t *frames,
                         uint32_t n, int64_t *stack_id)
 {
     pg_db *db = (pg_db *)vdb;
-    size_t nbytes = (size_t)n * 8;
-    uint8_t *blob = vp_malloc(nbytes ? nbytes : 1);
-    if (!blob)
-        return VP_ENOMEM;
-    for (uint32_t i = 0; i < n; i++)
-        vp_store_u64le(blob + (size_t)i * 8, frames[i]);
+    uint8_t *blob;
+    size_t nbytes;
+    int rc = vps__frames_blob(frames, n, &blob, &nbytes);
+    if (rc != VP_OK)
+        return rc;
     int64_t id = (int64_t)(hash & (uint64_t)INT64_MAX);
-    int rc = VP_EFULL;
+    rc = VP_EFULL;
     for (unsigned probe = 0; probe < VP_MAX_STACK_PROBES; probe++) {
         PGresult *res = NULL;
         pgargs a;

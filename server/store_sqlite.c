@@ -60,11 +60,6 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS threads(rid INTEGER NOT NULL, thread INTEGER NOT NULL,"
     " PRIMARY KEY(rid, thread)) WITHOUT ROWID;";
 
-#define RUN_COLS                                                                             \
-    "rid, id, project, function, host, source, interp, tags, error, status, pid, period_us," \
-    " version, mode, samples, peak_rss_kb, threads, start_us, end_us, first_t_ns, last_t_ns," \
-    " next_seq, bytes, trailer, created_us, updated_us"
-
 #define RUN_FILTER                                                                  \
     " WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR"                        \
     " instr(lower(project), lower(?2)) > 0 OR instr(lower(function), lower(?2)) > 0)"
@@ -102,8 +97,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN_WRITE] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
-    [ST_GET_RUN] = "SELECT " RUN_COLS " FROM runs WHERE id = ?1",
-    [ST_INSERT_RUN] = "INSERT INTO runs(" RUN_COLS ") VALUES(NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
+    [ST_GET_RUN] = "SELECT " VPS_RUN_COLS " FROM runs WHERE id = ?1",
+    [ST_INSERT_RUN] = "INSERT INTO runs(" VPS_RUN_COLS ") VALUES(NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
                       " ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,"
                       " ?23, ?24, ?25, ?26)",
     [ST_UPDATE_RUN] = "UPDATE runs SET project = ?3, function = ?4, host = ?5, source = ?6,"
@@ -117,7 +112,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DELETE_STACKS] = "DELETE FROM stacks WHERE rid = ?1",
     [ST_DELETE_SAMPLES] = "DELETE FROM samples WHERE rid = ?1",
     [ST_DELETE_THREADS] = "DELETE FROM threads WHERE rid = ?1",
-    [ST_LIST_RUNS] = "SELECT " RUN_COLS " FROM runs" RUN_FILTER
+    [ST_LIST_RUNS] = "SELECT " VPS_RUN_COLS " FROM runs" RUN_FILTER
                      " ORDER BY start_us DESC, rid DESC LIMIT ?3 OFFSET ?4",
     [ST_COUNT_RUNS] = "SELECT count(*) FROM runs" RUN_FILTER,
     [ST_PUT_NAME] = "INSERT INTO names(rid, addr, name) VALUES(?1, ?2, ?3)"
@@ -351,7 +346,7 @@ static char *col_text(sqlite3_stmt *st, int i, int *oom)
     return copy;
 }
 
-/* read_run fills r from a row of RUN_COLS. */
+/* read_run fills r from a row of VPS_RUN_COLS. */
 static int read_run(sqlite3_stmt *st, vps_run *r)
 {
     int oom = 0;
@@ -397,7 +392,7 @@ static void bind_str(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-/* bind_run binds every RUN_COLS parameter (?1..?26) from r. */
+/* bind_run binds every VPS_RUN_COLS parameter (?1..?26) from r. */
 static void bind_run(sqlite3_stmt *st, const vps_run *r)
 {
     sqlite3_bind_int64(st, 1, r->rid);
@@ -531,16 +526,7 @@ static int sq_list_runs(vps_db *vdb, const vps_run_filter *f, vps_run **runs, si
         got++;
     }
     done(st);
-    if (rc != VP_OK) {
-        for (size_t i = 0; i < got; i++)
-            vps_run_fini(&out[i]);
-        vp_free(out);
-        return rc;
-    }
-    *runs = out;
-    *n = got;
-    *total = count;
-    return VP_OK;
+    return vps__runs_finish(rc, out, got, count, runs, n, total);
 }
 
 static int sq_put_name(vps_db *vdb, int64_t rid, uint64_t addr, const char *name, size_t len)
@@ -558,22 +544,7 @@ static int sq_put_name(vps_db *vdb, int64_t rid, uint64_t addr, const char *name
 /* load_frames converts a frames blob into db's scratch array. */
 static int load_frames(sq_db *db, const void *blob, int bytes, uint32_t *n)
 {
-    if (bytes < 0 || bytes % 8 != 0 || (uint64_t)bytes / 8 > VP_MAX_STACK_DEPTH) {
-        vp_error("sqlite: a stored stack has %d bytes", bytes);
-        return VP_ECORRUPT;
-    }
-    uint32_t count = (uint32_t)bytes / 8;
-    if (count > db->frames_cap) {
-        uint64_t *p = vp_realloc(db->frames, (size_t)count * sizeof(uint64_t));
-        if (!p)
-            return VP_ENOMEM;
-        db->frames = p;
-        db->frames_cap = count;
-    }
-    for (uint32_t i = 0; i < count; i++)
-        db->frames[i] = vp_load_u64le((const uint8_t *)blob + (size_t)i * 8);
-    *n = count;
-    return VP_OK;
+    return vps__frames_load("sqlite", blob, bytes, &db->frames, &db->frames_cap, n);
 }
 
 static int sq_put_stack(vps_db *vdb, int64_t rid, uint64_t hash, const uint64_t *frames,
@@ -583,14 +554,13 @@ static int sq_put_stack(vps_db *vdb, int64_t rid, uint64_t hash, const uint64_t 
     sqlite3_stmt *get = stmt(db, ST_GET_STACK), *ins = stmt(db, ST_INSERT_STACK);
     if (!get || !ins)
         return VP_EIO;
-    size_t bytes = (size_t)n * 8;
-    uint8_t *blob = vp_malloc(bytes ? bytes : 1);
-    if (!blob)
-        return VP_ENOMEM;
-    for (uint32_t i = 0; i < n; i++)
-        vp_store_u64le(blob + (size_t)i * 8, frames[i]);
+    uint8_t *blob;
+    size_t bytes;
+    int rc = vps__frames_blob(frames, n, &blob, &bytes);
+    if (rc != VP_OK)
+        return rc;
     int64_t id = (int64_t)(hash & (uint64_t)INT64_MAX);
-    int rc = VP_EFULL;
+    rc = VP_EFULL;
     for (unsigned probe = 0; probe < VP_MAX_STACK_PROBES; probe++) {
         sqlite3_bind_int64(get, 1, rid);
         sqlite3_bind_int64(get, 2, id);

@@ -24,12 +24,10 @@
  */
 #include "submit.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <zlib.h>
 
 #include "ingest.h"
@@ -331,30 +329,65 @@ static int store_failure(failure *f, int rc)
     return rc;
 }
 
+/* sink_row_done counts a row stored in the open transaction and commits
+ * once the slice holds VP_SUBMIT_SLICE_SAMPLES rows; a failed commit is
+ * marked in f as a store failure and returned. */
+static int sink_row_done(sink *k, failure *f)
+{
+    int rc;
+    if (++k->in_txn == VP_SUBMIT_SLICE_SAMPLES && (rc = sink_commit(k)) != VP_OK)
+        return store_failure(f, rc);
+    return VP_OK;
+}
+
+/* stream_end checks that r, the stream of key what, holds nothing after
+ * its top item (a kind such as "list"); otherwise f says why. r stays the
+ * caller's to close. */
+static int stream_end(vps_mp *r, const char *what, const char *kind, failure *f)
+{
+    if (vps_mp_at_end(r))
+        return VP_OK;
+    return r->err ? mp_refuse(f, r, VP_ECORRUPT, what)
+                  : refuse(f, 400, "%s: data after the %s", what, kind);
+}
+
+/* stream_open inflates b (the value of key what) into a streaming reader
+ * r over g and reads its top item into *top, which must be of type want
+ * (must_be says so to the client otherwise) with at most max entries. On
+ * success the caller owns g and r (vps_mp_fini(r), then gz_close(g)); on
+ * failure nothing is held and f says why. */
+static int stream_open(gz *g, vps_mp *r, const blob *b, const char *what, vps_mp_type want,
+                       uint32_t max, const char *must_be, vps_mp_item *top, failure *f)
+{
+    int rc = gz_open(g, b);
+    if (rc != VP_OK)
+        return refuse(f, rc == VP_ENOMEM ? 500 : 400, "%s: cannot inflate", what);
+    if (vps_mp_init_stream(r, VP_SUBMIT_WINDOW, gz_refill, g) != VP_OK) {
+        gz_close(g);
+        return refuse(f, 500, "out of memory");
+    }
+    if ((rc = vps_mp_next(r, top)) != VP_OK)
+        rc = mp_refuse(f, r, rc, what);
+    else if (top->type != want)
+        rc = refuse(f, 400, "%s", must_be);
+    else if (top->n > max)
+        rc = refuse(f, 413, "%s has more than %u entries", what, max);
+    if (rc != VP_OK) {
+        vps_mp_fini(r);
+        gz_close(g);
+    }
+    return rc;
+}
+
 static int read_samples(sink *k, const blob *b, failure *f)
 {
     gz g;
     vps_mp r;
     vps_mp_item list, e, trace, x, mem;
-    int rc = gz_open(&g, b);
+    int rc = stream_open(&g, &r, b, "mem_profile", VPS_MP_ARRAY, VP_MAX_SUBMIT_SAMPLES,
+                         "mem_profile must be a list of [trace, rss]", &list, f);
     if (rc != VP_OK)
-        return refuse(f, rc == VP_ENOMEM ? 500 : 400, "mem_profile: cannot inflate");
-    if ((rc = vps_mp_init_stream(&r, VP_SUBMIT_WINDOW, gz_refill, &g)) != VP_OK) {
-        gz_close(&g);
-        return refuse(f, 500, "out of memory");
-    }
-    if ((rc = vps_mp_next(&r, &list)) != VP_OK) {
-        rc = mp_refuse(f, &r, rc, "mem_profile");
-        goto done;
-    }
-    if (list.type != VPS_MP_ARRAY) {
-        rc = refuse(f, 400, "mem_profile must be a list of [trace, rss]");
-        goto done;
-    }
-    if (list.n > VP_MAX_SUBMIT_SAMPLES) {
-        rc = refuse(f, 413, "mem_profile has more than %u entries", VP_MAX_SUBMIT_SAMPLES);
-        goto done;
-    }
+        return rc;
     vps_run *run = &k->run;
     for (uint32_t i = 0; i < list.n; i++) {
         if ((rc = vps_mp_next(&r, &e)) != VP_OK || (rc = vps_mp_next(&r, &trace)) != VP_OK) {
@@ -412,17 +445,10 @@ static int read_samples(sink *k, const blob *b, failure *f)
         if (i == 0)
             run->first_t_ns = row.t_ns;
         run->last_t_ns = row.t_ns;
-        if (++k->in_txn == VP_SUBMIT_SLICE_SAMPLES && (rc = sink_commit(k)) != VP_OK) {
-            store_failure(f, rc);
+        if ((rc = sink_row_done(k, f)) != VP_OK)
             goto done;
-        }
     }
-    if (!vps_mp_at_end(&r)) {
-        rc = r.err ? mp_refuse(f, &r, VP_ECORRUPT, "mem_profile")
-                   : refuse(f, 400, "mem_profile: data after the list");
-        goto done;
-    }
-    rc = VP_OK;
+    rc = stream_end(&r, "mem_profile", "list", f);
 done:
     vps_mp_fini(&r);
     gz_close(&g);
@@ -454,25 +480,10 @@ static int read_names(sink *k, const blob *b, failure *f)
     gz g;
     vps_mp r;
     vps_mp_item map, key, val;
-    int rc = gz_open(&g, b);
+    int rc = stream_open(&g, &r, b, "addr_name_map", VPS_MP_MAP, VP_MAX_SUBMIT_NAMES,
+                         "addr_name_map must be a map of address to name", &map, f);
     if (rc != VP_OK)
-        return refuse(f, rc == VP_ENOMEM ? 500 : 400, "addr_name_map: cannot inflate");
-    if ((rc = vps_mp_init_stream(&r, VP_SUBMIT_WINDOW, gz_refill, &g)) != VP_OK) {
-        gz_close(&g);
-        return refuse(f, 500, "out of memory");
-    }
-    if ((rc = vps_mp_next(&r, &map)) != VP_OK) {
-        rc = mp_refuse(f, &r, rc, "addr_name_map");
-        goto done;
-    }
-    if (map.type != VPS_MP_MAP) {
-        rc = refuse(f, 400, "addr_name_map must be a map of address to name");
-        goto done;
-    }
-    if (map.n > VP_MAX_SUBMIT_NAMES) {
-        rc = refuse(f, 413, "addr_name_map has more than %u entries", VP_MAX_SUBMIT_NAMES);
-        goto done;
-    }
+        return rc;
     for (uint32_t i = 0; i < map.n; i++) {
         uint64_t addr;
         if ((rc = vps_mp_next(&r, &key)) != VP_OK) {
@@ -500,37 +511,14 @@ static int read_names(sink *k, const blob *b, failure *f)
             store_failure(f, rc);
             goto done;
         }
-        if (++k->in_txn == VP_SUBMIT_SLICE_SAMPLES && (rc = sink_commit(k)) != VP_OK) {
-            store_failure(f, rc);
+        if ((rc = sink_row_done(k, f)) != VP_OK)
             goto done;
-        }
     }
-    if (!vps_mp_at_end(&r)) {
-        rc = r.err ? mp_refuse(f, &r, VP_ECORRUPT, "addr_name_map")
-                   : refuse(f, 400, "addr_name_map: data after the map");
-        goto done;
-    }
-    rc = VP_OK;
+    rc = stream_end(&r, "addr_name_map", "map", f);
 done:
     vps_mp_fini(&r);
     gz_close(&g);
     return rc;
-}
-
-static int new_run_id(char out[33])
-{
-    uint8_t id[VP_RUN_ID_LEN];
-    size_t got = 0;
-    while (got < sizeof(id)) {
-        ssize_t n = getrandom(id + got, sizeof(id) - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return VP_EIO;
-        got += (size_t)n;
-    }
-    vp_run_id_hex(id, out);
-    return VP_OK;
 }
 
 static char *copy_str(const char *s)
@@ -583,7 +571,7 @@ void vps_submit(vps_store *s, const uint8_t *body, size_t len, vps_reply *out)
         rc = refuse(&f, 500, "out of memory");
         goto fail;
     }
-    if (new_run_id(run->id) != VP_OK) {
+    if (vps_ingest_new_run_id(run->id) != VP_OK) {
         rc = refuse(&f, 500, "no randomness for a run id");
         goto fail;
     }
