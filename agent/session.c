@@ -488,7 +488,11 @@ static void pump(vpa_session *s)
         return;
     }
     consume(s);
-    if (!s->pending && (s->reader_stopped || s->eof_after_end)) {
+    /* vmprof writes its trailer before the client sends `end`: a live run
+     * closes only once the client has said how the call ended (or has gone
+     * away), so a raised exception is never recorded as "complete". */
+    int finishing = s->eof_after_end || (s->reader_stopped && (s->ending || s->recovered));
+    if (!s->pending && finishing) {
         if (s->acc_len) {
             emit_data(s);
         } else {
@@ -502,12 +506,15 @@ static void pump(vpa_session *s)
             emit_close(s);
         }
     }
-    if (!s->pending && s->acc_len && uv_now(s->agent->loop) - s->acc_since_ms >= FLUSH_AGE_MS)
+    if (!s->pending && s->acc_len &&
+        (s->reader_stopped || uv_now(s->agent->loop) - s->acc_since_ms >= FLUSH_AGE_MS))
         emit_data(s);
     if (s->pending) {
         start_persist(s);
         return;
     }
+    if (s->reader_stopped)
+        return; /* nothing more to read: wait for `end` or the client's going away */
     if (vpa_sender_over_bound(s->agent->sender)) {
         schedule(s, FULL_WAIT_MS); /* backpressure: the data waits in the file */
         return;

@@ -226,3 +226,36 @@ def test_hostile_client_requests_get_clear_errors_and_harm_nobody(pipeline: Pipe
     assert wait_for_run(pipeline.server_url, run_id)["status"] == "complete"
     m = agent_metrics(pipeline.agent_socket)
     assert m['vmpv_agent_refusals_total{reason="bad_request"}'] >= 4
+
+
+def test_a_run_closes_with_the_clients_end_even_after_the_trailer(pipeline: Pipeline, tmp_path: Path) -> None:
+    """vmprof writes its trailer at disable(), before the client sends `end`:
+    the agent must wait for `end` so that a raised exception is recorded."""
+    import json
+    import os
+    import socket
+    import textwrap as tw
+    prof = tmp_path / "done.prof"
+    subprocess.run([PYTHON, "-c", tw.dedent(f'''
+        import vmprof
+        def fib(n):
+            return n if n < 2 else fib(n - 1) + fib(n - 2)
+        with open({str(prof)!r}, "w+b") as f:
+            vmprof.enable(f.fileno(), period=0.005, memory=True, native=False)
+            fib(22)
+            vmprof.disable()
+    ''')], check=True, timeout=60)
+    run_id = os.urandom(16).hex()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(pipeline.agent_socket)
+        _frame(s, json.dumps({"v": 1, "op": "start", "run": run_id, "path": str(prof), "project": "P",
+                              "function": "boom", "pid": os.getpid(), "owned": False}).encode())
+        assert _reply(s)["ok"] is True
+        time.sleep(0.6)  # the agent has read the whole file, trailer included
+        _frame(s, json.dumps({"v": 1, "op": "end", "status": "error",
+                              "error": "ValueError('boom')"}).encode())
+        assert _reply(s)["ok"] is True
+    run = wait_for_run(pipeline.server_url, run_id)
+    assert run["status"] == "failed", run
+    assert "ValueError('boom')" in (run["error"] or "")

@@ -28,7 +28,7 @@ import vmprof
 
 from . import _settings
 from ._agent import AgentConnection, AgentError
-from ._server import UploadError, run_url, upload
+from ._urls import run_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -318,6 +318,9 @@ class _Run:
             return  # the agent took it after all
         server = _settings.upload_url()
         if server:
+            # Imported here: urllib, http.client and ssl add thousands of
+            # objects that vmprof.disable() walks on every profiled call.
+            from ._server import UploadError, upload
             try:
                 with open(path, "rb") as body:
                     uploaded = upload(server, self._project, self.function, body, os.fstat(body.fileno()).st_size)

@@ -9,6 +9,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import IO, Any, Dict, Union
 
+from ._urls import run_url
+
 UPLOAD_TIMEOUT = 60.0
 
 
@@ -22,10 +24,6 @@ class Uploaded:
     url: str
     samples: int
     status: str
-
-
-def run_url(server: str, run_id: str) -> str:
-    return f"{server.rstrip('/')}/runs/{run_id}"
 
 
 def _reason(exc: urllib.error.HTTPError) -> str:
