@@ -8,7 +8,8 @@
  *     (a memcpy from the in-memory file stands for the read(2) copy);
  *   - vp_vmprof_feed on what is buffered (at most the room left in the batch),
  *     counting samples with an on_sample callback, and memcpy of the consumed
- *     records into the batch accumulator;
+ *     records into the batch accumulator (grown by doubling from 64 KiB, as
+ *     the agent's ensure_acc does);
  *   - once the accumulator holds VP_BATCH_TARGET_RAW bytes (or could not take
  *     a largest record), vp_batch_encode (LZ4 frame with content checksum)
  *     of the DATA batch, then free it; at the end, the last partial batch.
@@ -20,6 +21,7 @@
  * Make FILE with `python bench/replicate_profile.py` (see bench/README.md).
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +34,10 @@
 #include "vp_mem.h"
 #include "vp_vmprof.h"
 
-#define READ_CHUNK (256u * 1024u) /* as agent/session.c */
+/* As agent/session.c (commit 61c580f: buffers grow on demand, 64 KiB reads,
+ * glibc's mmap threshold fixed at 64 KiB in agent/main.c). */
+#define READ_CHUNK (64u * 1024u)
+#define ACC_START (64u * 1024u)
 
 typedef struct result {
     double wall_s, cpu_s, feed_s, encode_s;
@@ -110,6 +115,24 @@ static int encode(const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq, uint32_t sa
     return 0;
 }
 
+/* agent/session.c ensure_acc */
+static int ensure_acc(uint8_t **acc, size_t *acc_cap, size_t need)
+{
+    if (need <= *acc_cap)
+        return 0;
+    size_t cap = *acc_cap ? *acc_cap : ACC_START;
+    while (cap < need)
+        cap *= 2;
+    if (cap > VP_MAX_BATCH_RAW)
+        cap = VP_MAX_BATCH_RAW;
+    uint8_t *n = vp_realloc(*acc, cap);
+    if (!n)
+        return -1;
+    *acc = n;
+    *acc_cap = cap;
+    return 0;
+}
+
 /* One pass over the file, the way a session reads it. */
 static int run_once(const uint8_t *file, size_t file_len, const char *token, result *res)
 {
@@ -117,17 +140,15 @@ static int run_once(const uint8_t *file, size_t file_len, const char *token, res
     uint8_t run_id[VP_RUN_ID_LEN];
     for (unsigned i = 0; i < VP_RUN_ID_LEN; i++)
         run_id[i] = (uint8_t)(i * 37 + 1);
-    uint8_t *acc = vp_malloc(VP_MAX_BATCH_RAW);
+    uint8_t *acc = NULL;
     uint8_t *buf = NULL;
-    size_t buf_len = 0, buf_cap = 0, acc_len = 0, file_off = 0;
+    size_t buf_len = 0, buf_cap = 0, acc_len = 0, acc_cap = 0, file_off = 0;
     uint64_t acc_samples = 0, seq = 1;
     vp_vmprof_reader reader;
     vp_vmprof_reader_init(&reader);
     vp_vmprof_handler h = {.ctx = &acc_samples, .on_sample = count_sample};
     int stopped = 0, rc = 0;
     double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_THREAD_CPUTIME_ID);
-    if (!acc)
-        return -1;
     while (!stopped) {
         /* start_read + on_read */
         if (buf_cap - buf_len < READ_CHUNK) {
@@ -158,6 +179,11 @@ static int run_once(const uint8_t *file, size_t file_len, const char *token, res
             uint64_t before = acc_samples;
             int frc = vp_vmprof_feed(&reader, buf + off, avail, &used, &h);
             if (used) {
+                if (ensure_acc(&acc, &acc_cap, acc_len + used) != 0) {
+                    fprintf(stderr, "bench_reader: out of memory\n");
+                    rc = -1;
+                    break;
+                }
                 memcpy(acc + acc_len, buf + off, used);
                 acc_len += used;
                 off += used;
@@ -242,6 +268,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    mallopt(M_MMAP_THRESHOLD, 64 * 1024); /* as agent/main.c */
     uint8_t *file = NULL;
     size_t file_len = 0;
     if (load(path, &file, &file_len) != 0)

@@ -131,11 +131,42 @@ def unit(i: int) -> int:
     return total
 
 
-def run(units: int) -> int:
+def _loop(units: int) -> int:
     total = 0
     for i in range(units):
         total += unit(i)
     return total
+
+
+# Six distinct frames between the entry point and the work, as an
+# application's framework layers would add: real stacks are typically 10-13
+# frames deep (vmprof-format.md section 8), and the record size follows.
+def _layer6(units: int) -> int:
+    return _loop(units)
+
+
+def _layer5(units: int) -> int:
+    return _layer6(units)
+
+
+def _layer4(units: int) -> int:
+    return _layer5(units)
+
+
+def _layer3(units: int) -> int:
+    return _layer4(units)
+
+
+def _layer2(units: int) -> int:
+    return _layer3(units)
+
+
+def _layer1(units: int) -> int:
+    return _layer2(units)
+
+
+def run(units: int) -> int:
+    return _layer1(units)
 
 
 def calibrate(target_s: float) -> int:
