@@ -385,7 +385,8 @@ static void consume(vpa_session *s)
             snprintf(s->error, sizeof(s->error), "damaged profile: %s", s->reader.error);
             vp_warn("run %s: %s", s->id, s->error);
         }
-        if (s->acc_len >= VP_BATCH_TARGET_RAW || VP_MAX_BATCH_RAW - s->acc_len < VP_MAX_RECORD_BYTES)
+        if (s->acc_len >= VP_BATCH_TARGET_RAW || s->acc_samples >= VP_BATCH_TARGET_SAMPLES ||
+            VP_MAX_BATCH_RAW - s->acc_len < VP_MAX_RECORD_BYTES)
             emit_data(s);
         if (used == 0)
             break;

@@ -33,6 +33,9 @@
 
 /* The agent cuts a DATA batch once it holds this many raw bytes... */
 #define VP_BATCH_TARGET_RAW (256u * 1024u)
+/* ... or this many samples (deep stacks make bytes a poor measure of work
+ * for the relay's and server's per-sample paths), or is 0.5 s old. */
+#define VP_BATCH_TARGET_SAMPLES 4096u
 
 /* The shared token travels in every batch header. */
 #define VP_MAX_TOKEN_LEN 256u
