@@ -7,7 +7,7 @@ import { buildDiffTree, diffColour, formatPp, maxAbsDelta, type DiffNode } from 
 import { el, statusBadge } from "./dom.ts";
 import { FlameGraph, type TipRow } from "./flame.ts";
 import { absoluteTime, ago, count, duration, percent } from "./format.ts";
-import { barCell, fnCell, locCell, locKey, numCell, sortableTable } from "./table.ts";
+import { barCell, fnCell, highlightOnPick, locCell, locKey, numCell, sortableTable } from "./table.ts";
 
 export async function renderCompare(root: HTMLElement, a: string, b: string): Promise<void> {
   document.title = "Compare runs · vmprof-viewer";
@@ -118,16 +118,7 @@ export async function renderCompare(root: HTMLElement, a: string, b: string): Pr
       tabindex: 0,
       title: "Highlight in the graph",
     }),
-    onRow: (r, tr) => {
-      const pick = () => {
-        search.value = r.name;
-        flame.setSearch(r.name);
-      };
-      tr.addEventListener("click", pick);
-      tr.addEventListener("keydown", (e) => {
-        if (e.key === "Enter") pick();
-      });
-    },
+    onRow: highlightOnPick(search, flame),
   });
 
   root.replaceChildren(

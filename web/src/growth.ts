@@ -6,7 +6,7 @@ import type { View } from "./cpu.ts";
 import { el } from "./dom.ts";
 import { FlameGraph, type TipRow } from "./flame.ts";
 import { percent, size } from "./format.ts";
-import { barCell, fnCell, locCell, locKey, numCell, sortableTable } from "./table.ts";
+import { barCell, fnCell, highlightOnPick, locCell, locKey, numCell, sortableTable } from "./table.ts";
 import { fromApiTree, makeNode, ROOT_NAME, type FrameNode } from "./tree.ts";
 
 type Metric = "grown" | "released";
@@ -206,16 +206,7 @@ function build(g0: Growth) {
       tabindex: 0,
       title: "Highlight in the graph",
     }),
-    onRow: (r, tr) => {
-      const pick = () => {
-        search.value = r.name;
-        flame.setSearch(r.name);
-      };
-      tr.addEventListener("click", pick);
-      tr.addEventListener("keydown", (e) => {
-        if (e.key === "Enter") pick();
-      });
-    },
+    onRow: highlightOnPick(search, flame),
   });
 
   return {

@@ -129,3 +129,21 @@ export function locCell(file: string, line: number): HTMLTableCellElement {
 }
 
 export const locKey = (r: { file: string; line: number }) => `${r.file}:${String(r.line).padStart(9, "0")}`;
+
+/* A table row that, clicked or on Enter, highlights its function in a
+ * flame graph and shows the name in that graph's search box. */
+export function highlightOnPick<R extends { name: string }>(
+  search: HTMLInputElement,
+  graph: { setSearch(q: string): void },
+): (r: R, tr: HTMLTableRowElement) => void {
+  return (r, tr) => {
+    const pick = () => {
+      search.value = r.name;
+      graph.setSearch(r.name);
+    };
+    tr.addEventListener("click", pick);
+    tr.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") pick();
+    });
+  };
+}
