@@ -2,9 +2,9 @@
  * agent_int.h - declarations shared by vmpv-agent's own files only.
  *
  * Threads: the libuv loop thread owns every session; file reads and the
- * writes of batch and state files go through libuv's thread pool; the sender
+ * appends to the run logs go through libuv's thread pool; the sender
  * thread owns the nng socket. Loop and sender share only the sender's queue
- * of file names, under its mutex.
+ * of places in run logs, under its mutex.
  */
 #ifndef AGENT_INT_H
 #define AGENT_INT_H
@@ -21,9 +21,12 @@ typedef struct vpa_session vpa_session;
 
 typedef struct vpa_store {
     char dir[4000];
-    char queue_dir[4096];
     char runs_dir[4096];
 } vpa_store;
+
+/* The run log's fixed parts (proto/PROTOCOL.md, "Agent run log"). */
+#define VP_AGENT_LOG_HEADER 16u       /* "VPAQ", u16 version, u16 0, u64 acked */
+#define VP_AGENT_LOG_ENTRY_HEADER 16u /* "VPAE", u32 batch len, u32 state len, u32 crc */
 
 typedef struct vpa_agent {
     uv_loop_t *loop;
@@ -78,14 +81,17 @@ void vpa_session_close_all(vpa_agent *a);
 vpa_sender *vpa_sender_new(const char *relay_urls, const char *tls_ca, const char *tls_server_name,
                            const vpa_store *store, uint64_t max_bytes, char *err, size_t errlen);
 
-/* vpa_sender_start starts the sender thread (after recovery queued the old
- * batch files, so they go first). */
+/* vpa_sender_start starts the sender thread (after recovery queued the
+ * batches a previous process left, so they go first). */
 int vpa_sender_start(vpa_sender *s);
 
-/* vpa_sender_put queues a batch file of len bytes. On success the sender
- * owns path (a vp_malloc'd string) and deletes the file once the relay has
- * acknowledged it; on failure the caller still owns path. */
-int vpa_sender_put(vpa_sender *s, char *path, size_t len);
+/* vpa_sender_put queues the batch of len bytes at offset off of the run
+ * log log_path, with its seq; is_close marks a run's CLOSE batch, after
+ * whose acknowledgement the log (and owned_profile, if not NULL: copied) is
+ * removed. On success the sender owns log_path (a vp_malloc'd string); on
+ * failure the caller still owns it. */
+int vpa_sender_put(vpa_sender *s, char *log_path, uint64_t off, size_t len, uint64_t seq, int is_close,
+                   const char *owned_profile);
 
 /* vpa_sender_over_bound is non-zero when the queue holds max_bytes or more. */
 int vpa_sender_over_bound(vpa_sender *s);
@@ -97,20 +103,25 @@ void vpa_sender_free(vpa_sender *s, uint64_t drain_ms);
 /* store.c (blocking disk I/O: thread pool, sender thread, or start-up) ----- */
 
 int vpa_store_init(vpa_store *st, const char *data_dir, char *err, size_t errlen);
-void vpa_store_batch_path(const vpa_store *st, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq,
-                          char *out, size_t cap);
-int vpa_store_write_batch(const vpa_store *st, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq,
-                          const uint8_t *msg, size_t len);
-int vpa_store_write_state(const vpa_store *st, const uint8_t run_id[VP_RUN_ID_LEN], const char *json);
-/* The relay has the run's CLOSE: remove its state (and its file, if owned). */
-void vpa_store_run_acked(const vpa_store *st, const uint8_t run_id[VP_RUN_ID_LEN]);
-/* Queues every batch file left by a previous process, in (run, seq) order. */
-int vpa_store_recover_queue(const vpa_store *st, vpa_sender *s, uint64_t *count);
-/* Calls fn with each saved run state (borrowed JSON). */
-int vpa_store_each_run(const vpa_store *st, void (*fn)(void *ctx, json_t *state), void *ctx);
-/* The header of the queued batch (run, next_seq), if one exists: a batch
- * written after the last saved state. VP_ENOTFOUND if none. */
-int vpa_store_orphan(const vpa_store *st, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t next_seq,
-                     vp_batch_view *header);
+/* The run log's path for run_id, written to out. */
+void vpa_store_log_path(const vpa_store *st, const uint8_t run_id[VP_RUN_ID_LEN], char *out, size_t cap);
+/* Appends one encoded batch (msg, borrowed) with the run's state once that
+ * batch exists (JSON text, borrowed) to the run's log, creating it. Sets
+ * *batch_off to the batch's offset in the log. */
+int vpa_store_append(const vpa_store *st, const uint8_t run_id[VP_RUN_ID_LEN], const uint8_t *msg,
+                     size_t len, const char *state, uint64_t *batch_off);
+/* Reads len bytes at off of a run log. Returns a vp_malloc'd buffer the
+ * caller frees, or NULL with *rc set. */
+uint8_t *vpa_store_read_batch(const char *log_path, uint64_t off, size_t len, int *rc);
+/* Records in the log that every batch before next_seq is acknowledged. */
+int vpa_store_mark_acked(const char *log_path, uint64_t next_seq);
+/* The relay has the run's CLOSE: remove its log and owned_profile (if not
+ * NULL), the profile file the client left to the agent. */
+void vpa_store_run_acked(const char *log_path, const char *owned_profile);
+/* Start-up: reads every run log, queues its unacknowledged batches on sender
+ * in (run, seq) order, and calls fn with the last state (borrowed JSON) of
+ * each run that was still being read. */
+int vpa_store_recover(const vpa_store *st, vpa_sender *sender, void (*fn)(void *ctx, json_t *state),
+                      void *ctx, uint64_t *queued);
 
 #endif

@@ -129,13 +129,12 @@ int main(int argc, char **argv)
         goto fail;
     }
     /* What a previous process left: its unsent batches go first, then the
-     * runs it was reading continue where their saved state says. */
+     * runs it was reading continue where their logs say. */
     uint64_t recovered = 0;
-    vpa_store_recover_queue(&a.store, a.sender, &recovered);
+    vpa_store_recover(&a.store, a.sender, recover_run, &a, &recovered);
     if (recovered)
         vp_info("%llu batches from a previous run are queued for the relay",
                 (unsigned long long)recovered);
-    vpa_store_each_run(&a.store, recover_run, &a);
     if (vpa_sender_start(a.sender) != VP_OK) {
         fprintf(stderr, "vmpv-agent: cannot start the sender thread\n");
         goto fail_sender;

@@ -1,11 +1,11 @@
 /*
- * sender.c - the agent's sender thread: sends queued batch files to the relay
- * in order over nng req/rep; a batch file is deleted only once the relay has
- * acknowledged it as durable (stored or duplicate).
+ * sender.c - the agent's sender thread: sends queued batches to the relay in
+ * order over nng req/rep; a batch counts as sent, in its run log, only once
+ * the relay has acknowledged it as durable (stored or duplicate).
  *
- * The queue holds file names, not batches: the bytes wait on disk, so a relay
- * outage costs disk, not memory, and a restarted agent finds them again
- * (vpa_sender_recover). One batch is in flight at a time, so the batches of a
+ * The queue holds places in run logs, not batches: the bytes wait on disk,
+ * so a relay outage costs disk, not memory, and a restarted agent finds them
+ * again (vpa_store_recover). One batch is in flight at a time, so the batches of a
  * run reach the relay in seq order. A batch the relay could not take (busy,
  * timeout, relay away) is retried with exponential backoff; one it calls
  * malformed is logged and dropped, since sending it again cannot succeed.
@@ -38,8 +38,11 @@
 
 typedef struct item {
     struct item *next;
-    char *path;
+    char *path;          /* the run log */
+    uint64_t off, seq;
     size_t len;
+    int is_close;
+    char *owned_profile; /* removed with the log after the CLOSE, or NULL */
 } item;
 
 struct vpa_sender {
@@ -57,6 +60,7 @@ struct vpa_sender {
 static void item_free(item *it)
 {
     vp_free(it->path);
+    vp_free(it->owned_profile);
     vp_free(it);
 }
 
@@ -80,35 +84,6 @@ static void nap(vpa_sender *s, uint64_t ms)
     while (!s->quit && pthread_cond_timedwait(&s->cv, &s->mu, &until) != ETIMEDOUT) {
     }
     pthread_mutex_unlock(&s->mu);
-}
-
-/* Reads a whole batch file. Returns a vp_malloc'd buffer or NULL. */
-static uint8_t *read_file(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    struct stat st;
-    uint8_t *buf = NULL;
-    if (fstat(fd, &st) != 0 || st.st_size <= 0 || (uint64_t)st.st_size > VP_MAX_HTTP_BATCH_BODY)
-        goto fail;
-    buf = vp_malloc((size_t)st.st_size);
-    if (!buf)
-        goto fail;
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n <= 0)
-            goto fail;
-        got += (size_t)n;
-    }
-    close(fd);
-    *len = got;
-    return buf;
-fail:
-    vp_free(buf);
-    close(fd);
-    return NULL;
 }
 
 /* One exchange. Returns the ack status, or -1 if no ack came. */
@@ -137,16 +112,19 @@ static int exchange(vpa_sender *s, const uint8_t *msg, size_t len, vp_ack *ack)
  * Returns 1 when the item is done, 0 to retry it later. */
 static int send_one(vpa_sender *s, const item *it, uint64_t *backoff)
 {
-    size_t len = 0;
-    uint8_t *msg = read_file(it->path, &len);
+    size_t len = it->len;
+    int rc = VP_OK;
+    uint8_t *msg = vpa_store_read_batch(it->path, it->off, len, &rc);
     if (!msg) {
-        vp_error("queued batch %s is unreadable (%s); dropping it", it->path, strerror(errno));
+        vp_error("batch %llu in %s is unreadable (%s); dropping it", (unsigned long long)it->seq,
+                 it->path, rc == VP_EIO ? strerror(errno) : vp_strerror(rc));
         return 1;
     }
     vp_batch_view v;
     char why[128];
     if (vp_batch_decode(msg, len, &v, why, sizeof(why)) != VP_OK) {
-        vp_error("queued batch %s is damaged (%s); dropping it", it->path, why);
+        vp_error("batch %llu in %s is damaged (%s); dropping it", (unsigned long long)it->seq,
+                 it->path, why);
         vp_free(msg);
         return 1;
     }
@@ -160,7 +138,8 @@ static int send_one(vpa_sender *s, const item *it, uint64_t *backoff)
         *backoff = BACKOFF_MIN_MS;
         vp_metric_add(&vpa_metrics[VPA_M_BATCHES_SENT], 1);
     } else if (status == VP_ACK_MALFORMED) {
-        vp_error("relay refused batch %s as malformed: %s; dropping it", it->path, ack.reason);
+        vp_error("relay refused batch %llu of %s as malformed: %s; dropping it",
+                 (unsigned long long)it->seq, it->path, ack.reason);
         done = 1;
     } else {
         if (status == VP_ACK_UNAUTHORIZED)
@@ -169,8 +148,6 @@ static int send_one(vpa_sender *s, const item *it, uint64_t *backoff)
             vp_info("relay busy: %s", ack.reason);
         vp_metric_add(&vpa_metrics[VPA_M_RELAY_ERRORS], 1);
     }
-    if (done && v.kind == VP_BATCH_CLOSE)
-        vpa_store_run_acked(s->store, v.run_id);
     vp_free(msg);
     return done;
 }
@@ -193,8 +170,10 @@ static void *sender_main(void *arg)
             backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
             continue;
         }
-        if (unlink(it->path) != 0 && errno != ENOENT)
-            vp_warn("cannot remove %s: %s", it->path, strerror(errno));
+        if (it->is_close)
+            vpa_store_run_acked(it->path, it->owned_profile);
+        else if (vpa_store_mark_acked(it->path, it->seq + 1) != VP_OK)
+            vp_warn("cannot record the acknowledgement in %s: %s", it->path, strerror(errno));
         pthread_mutex_lock(&s->mu);
         s->head = it->next;
         if (!s->head)
@@ -280,13 +259,21 @@ int vpa_sender_start(vpa_sender *s)
     return pthread_create(&s->thread, NULL, sender_main, s) == 0 ? VP_OK : VP_EIO;
 }
 
-int vpa_sender_put(vpa_sender *s, char *path, size_t len)
+int vpa_sender_put(vpa_sender *s, char *log_path, uint64_t off, size_t len, uint64_t seq, int is_close,
+                   const char *owned_profile)
 {
     item *it = vp_calloc(1, sizeof(*it));
     if (!it)
         return VP_ENOMEM;
-    it->path = path;
+    if (owned_profile && !(it->owned_profile = vp_strndup(owned_profile, strlen(owned_profile)))) {
+        vp_free(it);
+        return VP_ENOMEM;
+    }
+    it->path = log_path;
+    it->off = off;
     it->len = len;
+    it->seq = seq;
+    it->is_close = is_close;
     pthread_mutex_lock(&s->mu);
     if (s->tail)
         s->tail->next = it;

@@ -4,13 +4,13 @@
  *
  * A session reads the file through libuv's thread pool, hands the bytes to
  * the streaming vmprof reader, and cuts DATA batches only at record
- * boundaries. Each batch is written to the agent's queue directory together
+ * boundaries. Each batch is appended to the run's log on disk together
  * with the run's state (how far the file is batched) before it is given to
  * the sender, so a restarted agent goes on exactly where the last one
  * stopped: no sample is sent twice under different seqs, none is skipped.
  *
  * One disk operation at a time per session (a read, or a batch write) keeps
- * the order of batches and state writes simple. When the sender's queue is at
+ * the order of batches in the log simple. When the sender's queue is at
  * its bound the session stops reading: the data waits in the client's file.
  */
 #include <errno.h>
@@ -84,6 +84,7 @@ struct vpa_session {
     uint64_t pending_seq;
     uint8_t pending_kind;
     char *pending_state;
+    uint64_t pending_off;      /* where the pending batch landed in the run log */
     int persist_rc;
 };
 
@@ -242,9 +243,8 @@ static void persist_work(uv_work_t *w)
 {
     vpa_session *s = w->data;
     const vpa_store *st = &s->agent->store;
-    s->persist_rc = vpa_store_write_batch(st, s->run_id, s->pending_seq, s->pending, s->pending_len);
-    if (s->persist_rc == VP_OK)
-        s->persist_rc = vpa_store_write_state(st, s->run_id, s->pending_state);
+    s->persist_rc = vpa_store_append(st, s->run_id, s->pending, s->pending_len, s->pending_state,
+                                     &s->pending_off);
 }
 
 static void persist_done(uv_work_t *w, int status)
@@ -256,15 +256,17 @@ static void persist_done(uv_work_t *w, int status)
         return;
     }
     if (s->persist_rc != VP_OK) {
-        vp_error("run %s: cannot write batch %llu to %s; retrying", s->id,
-                 (unsigned long long)s->pending_seq, s->agent->store.queue_dir);
+        vp_error("run %s: cannot write batch %llu to %s: %s; retrying", s->id,
+                 (unsigned long long)s->pending_seq, s->agent->store.runs_dir, vp_strerror(s->persist_rc));
         schedule(s, RETRY_MS);
         return;
     }
     char path[8192];
-    vpa_store_batch_path(&s->agent->store, s->run_id, s->pending_seq, path, sizeof(path));
+    vpa_store_log_path(&s->agent->store, s->run_id, path, sizeof(path));
     char *copy = vp_strndup(path, strlen(path));
-    if (!copy || vpa_sender_put(s->agent->sender, copy, s->pending_len) != VP_OK) {
+    int is_close = s->pending_kind == VP_BATCH_CLOSE;
+    if (!copy || vpa_sender_put(s->agent->sender, copy, s->pending_off, s->pending_len, s->pending_seq,
+                                is_close, is_close && s->owned ? s->path : NULL) != VP_OK) {
         /* It is on disk: the next agent start sends it. */
         vp_free(copy);
         vp_error("run %s: cannot queue batch %llu in memory", s->id, (unsigned long long)s->pending_seq);
@@ -844,29 +846,11 @@ void vpa_session_recover(vpa_agent *a, json_t *st)
         vp_error("a saved run state has no valid run id or path; ignoring it");
         return;
     }
+    /* The state was written with the batch it counts: it is exact. */
     uint64_t seq = (uint64_t)get_int(st, "next_seq");
     uint64_t offset = (uint64_t)get_int(st, "offset");
     uint64_t samples = (uint64_t)get_int(st, "samples");
-    int close_queued = json_is_true(json_object_get(st, "close_queued"));
     int stopped = json_is_true(json_object_get(st, "stopped"));
-    /* A batch written after the last state write: count it now. */
-    vp_batch_view orphan;
-    if (!close_queued && vpa_store_orphan(&a->store, run_id, seq, &orphan) == VP_OK) {
-        if (orphan.kind == VP_BATCH_DATA) {
-            offset += orphan.raw_len;
-            samples += orphan.samples;
-        } else if (orphan.kind == VP_BATCH_CLOSE) {
-            close_queued = 1;
-        }
-        seq++;
-    }
-    if (close_queued) {
-        char last[8192];
-        vpa_store_batch_path(&a->store, run_id, seq - 1, last, sizeof(last));
-        if (access(last, F_OK) != 0)
-            vpa_store_run_acked(&a->store, run_id); /* acked before the crash */
-        return;
-    }
     vpa_session *s = session_new(a);
     if (!s) {
         vp_error("out of memory recovering run %s", run);

@@ -67,6 +67,9 @@ def main() -> int:
     ap.add_argument("--file", help="use this vmprof file instead of generating one")
     ap.add_argument("--repeat", type=int, default=5, help="repetitions (default 5)")
     ap.add_argument("--with-server", action="store_true", help="also run vmpv-server behind the relay")
+    ap.add_argument("--baseline", metavar="BUILD_DIR",
+                    help="also run the agent (and relay) of another build, e.g. of an older commit, "
+                         "alternating with this one in each repetition, and print the ratio")
     ap.add_argument("--no-paused", action="store_true",
                     help="skip the variant with the relay stopped (SIGSTOP) until the reply")
     args = ap.parse_args()
@@ -82,21 +85,31 @@ def main() -> int:
             _, prof = c.real_profile()
             c.SyntheticWriter(prof).write(path, args.samples)
         size = os.path.getsize(path)
-        stack = c.start_stack(with_server=args.with_server, tmp=tmp / "stack")
+        stacks = {"": c.start_stack(with_server=args.with_server, tmp=tmp / "stack")}
+        if args.baseline:
+            this_build, c.BUILD = c.BUILD, Path(args.baseline).resolve()
+            try:
+                stacks["baseline "] = c.start_stack(with_server=args.with_server, tmp=tmp / "baseline")
+            finally:
+                c.BUILD = this_build
         rows = []
-        variants = ["relay running"] + ([] if args.no_paused else ["relay paused"])
+        modes = ["relay running"] + ([] if args.no_paused else ["relay paused"])
+        variants = [prefix + mode for mode in modes for prefix in stacks]
         try:
             for rep in range(args.repeat):
                 order = variants if rep % 2 == 0 else variants[::-1]
                 for variant in order:
-                    rows.append(one_upload(stack, path, variant, args.with_server))
+                    prefix = "baseline " if variant.startswith("baseline ") else ""
+                    rows.append(one_upload(stacks[prefix], path, variant, args.with_server))
                     r = rows[-1]
                     print(f"rep {rep + 1} {variant:13s}: {r['samples']} samples, reply {r['reply_s']:.3f} s "
                           f"({r['samples'] / r['reply_s']:,.0f} samples/s), CLOSE at the relay "
                           f"{r['relay_s']:.3f} s, agent CPU {r['agent_cpu_reply']:.2f} s until the reply, "
                           f"{r['agent_cpu']:.2f} s in all, relay CPU {r['relay_cpu']:.2f} s", flush=True)
         finally:
-            codes = stack.stop()
+            codes = {}
+            for prefix, stack in stacks.items():
+                codes.update({prefix + k: v for k, v in stack.stop().items()})
         if any(codes.values()):
             raise c.BenchError(f"a daemon did not stop cleanly: {codes}")
 
@@ -118,6 +131,14 @@ def main() -> int:
                         f"{med('relay_cpu'):.2f}", per_cpu("relay_cpu")])
     print(c.table(["variant", "until", "wall s", "samples/s", "MB/s", "agent CPU s", "samples/agent-CPU-s",
                    "relay CPU s", "samples/relay-CPU-s"], out))
+    if args.baseline:
+        print(f"\nbaseline: {args.baseline}; agent CPU until the reply, this build / baseline, "
+              f"median of the {args.repeat} paired ratios:")
+        for mode in modes:
+            mine = [r["agent_cpu_reply"] for r in rows if r["variant"] == mode]
+            base = [r["agent_cpu_reply"] for r in rows if r["variant"] == "baseline " + mode]
+            ratios = [m / b for m, b in zip(mine, base) if b]
+            print(f"  {mode}: {c.median(ratios):.2f}" if ratios else f"  {mode}: -")
     return 0
 
 
@@ -125,7 +146,7 @@ def one_upload(stack: c.Stack, path: str, variant: str, with_server: bool) -> di
     """One `upload` of path; with the relay stopped (SIGSTOP) until the reply
     for "relay paused", so that the agent has both cores to itself."""
     run = c.new_run_id()
-    paused = variant == "relay paused"
+    paused = variant.endswith("relay paused")
     conn = c.AgentConn(stack.agent_socket, timeout=600)
     a0, r0 = c.cpu_seconds(stack.agent.pid), c.cpu_seconds(stack.relay.pid)
     if paused:

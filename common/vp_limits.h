@@ -63,6 +63,10 @@
 /* Batches the agent keeps in memory waiting for the relay's acknowledgement. */
 #define VP_MAX_AGENT_QUEUE 4096u
 
+/* A run's state in the agent's run log: the OPEN metadata (one client frame
+ * at most) plus the profile's path, an error line and a few counters. */
+#define VP_MAX_AGENT_STATE (VP_MAX_CLIENT_FRAME + 16u * 1024u)
+
 /* The relay's second sink (the old server protocol) sends a run as one
  * request built in memory: ~40 bytes a sample plus its frames. */
 #define VP_MAX_LEGACY_SAMPLES 2000000u

@@ -259,3 +259,54 @@ def test_a_run_closes_with_the_clients_end_even_after_the_trailer(pipeline: Pipe
     run = wait_for_run(pipeline.server_url, run_id)
     assert run["status"] == "failed", run
     assert "ValueError('boom')" in (run["error"] or "")
+
+
+def _agent_data_dir(p: Pipeline) -> Path:
+    return Path(p.agent_args[p.agent_args.index("--data") + 1])
+
+
+def test_torn_log_entries_are_cut_and_nothing_is_lost(pipeline: Pipeline) -> None:
+    """An agent killed while appending to a run log leaves a torn last entry
+    (proto/PROTOCOL.md, "Agent run log"): the next agent cuts it off and
+    redoes that batch from the profile file. Two kinds: an entry cut short,
+    and a whole entry whose bytes do not match its CRC."""
+    import signal
+    import struct
+    proc = start_workload(pipeline, 4.0)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    runs = _agent_data_dir(pipeline) / "runs"
+    for torn in ("short", "bad crc"):
+        time.sleep(1.0)
+        pipeline.agent.stop(signal.SIGKILL)
+        logs = sorted(runs.glob("*.log"))
+        assert len(logs) == 1, logs
+        data = logs[0].read_bytes()
+        assert data[:4] == b"VPAQ"
+        # The last complete entry, copied and damaged, appended after it.
+        off, last = 16, None
+        while off + 16 <= len(data):
+            blen, slen = struct.unpack_from("<II", data, off + 4)
+            last = data[off:off + 16 + blen + slen]
+            off += 16 + blen + slen
+        assert off == len(data) and last
+        if torn == "short":
+            bad = last[:len(last) // 2]
+        else:
+            bad = last[:40] + bytes([last[40] ^ 0xFF]) + last[41:]
+        with open(logs[0], "ab") as f:
+            f.write(bad)
+        pipeline.agent = start_daemon("vmpv-agent", pipeline.agent_args, pipeline.tmp / "agent-run")
+        assert logs[0].stat().st_size == len(data), f"the {torn} entry was not cut off"
+        assert "torn entry" in pipeline.agent.stderr_path.read_text()
+    run_id, _ = finish(proc)
+    run = wait_for_run(pipeline.server_url, run_id, timeout=60)
+    assert run["status"] == "complete", run
+    profile = Path(pipeline.env()["VMPV_SPOOL_DIR"]) / f"{run_id}.prof"
+    truth = assert_run_matches_vmprof(pipeline.server_url, run_id, profile)
+    assert truth["samples"] > 100
+    # The relay has the CLOSE: the run's log is gone.
+    deadline = time.monotonic() + 10
+    while list(runs.glob("*.log")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not list(runs.glob("*.log"))
