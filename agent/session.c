@@ -316,7 +316,9 @@ static int count_sample(void *ctx, const vp_vmprof_sample *sample)
 }
 
 /* Grows acc to hold `need` bytes. Idle and small runs keep small buffers:
- * an agent with a hundred quiet sessions stays small. */
+ * an agent with a hundred quiet sessions stays small. Growth stops at the
+ * batch target (consume() feeds no more), except for one record larger
+ * than the target, which gets exactly its size. */
 static int ensure_acc(vpa_session *s, size_t need)
 {
     if (need <= s->acc_cap)
@@ -324,8 +326,8 @@ static int ensure_acc(vpa_session *s, size_t need)
     size_t cap = s->acc_cap ? s->acc_cap : ACC_START;
     while (cap < need)
         cap *= 2;
-    if (cap > VP_MAX_BATCH_RAW)
-        cap = VP_MAX_BATCH_RAW;
+    if (cap > VP_BATCH_TARGET_RAW)
+        cap = need > VP_BATCH_TARGET_RAW ? need : VP_BATCH_TARGET_RAW;
     uint8_t *n = vp_realloc(s->acc, cap);
     if (!n)
         return VP_ENOMEM;
@@ -350,19 +352,32 @@ static void release_idle_buffers(vpa_session *s)
     }
 }
 
-/* Move complete records from buf to acc; stop when a batch is cut. */
+/* Move complete records from buf to acc; stop when a batch is cut.
+ * Only what fills the batch up to its target is fed to the reader, so a
+ * batch is cut at the last record that fits, and acc never outgrows the
+ * target: with a hundred sessions catching up on a backlog at once, that
+ * bound is most of the agent's memory. */
 static void consume(vpa_session *s)
 {
     vp_vmprof_handler h = {.ctx = s, .on_sample = count_sample};
     size_t off = 0;
+    int big_record = 0; /* the next record alone is larger than the target */
     while (off < s->buf_len && !s->reader_stopped && !s->pending) {
-        size_t room = VP_MAX_BATCH_RAW - s->acc_len;
+        if (s->acc_len >= VP_BATCH_TARGET_RAW)
+            break; /* a cut that could not be encoded: pump() retries it */
         size_t avail = s->buf_len - off;
-        if (avail > room)
-            avail = room; /* room always holds at least one largest record */
+        size_t fill = big_record ? VP_MAX_BATCH_RAW - s->acc_len : VP_BATCH_TARGET_RAW - s->acc_len;
+        int capped = avail > fill;
+        if (capped)
+            avail = fill; /* room always holds at least one largest record */
         uint64_t before = s->acc_samples;
         size_t used = 0;
         int rc = vp_vmprof_feed(&s->reader, s->buf + off, avail, &used, &h);
+        if (rc == VP_OK && capped && used == 0 && s->acc_len == 0 && !big_record) {
+            big_record = 1;
+            continue;
+        }
+        big_record = 0;
         if (used) {
             if (s->acc_len == 0)
                 s->acc_since_ms = uv_now(s->agent->loop);
@@ -387,8 +402,9 @@ static void consume(vpa_session *s)
             snprintf(s->error, sizeof(s->error), "damaged profile: %s", s->reader.error);
             vp_warn("run %s: %s", s->id, s->error);
         }
-        if (s->acc_len >= VP_BATCH_TARGET_RAW || s->acc_samples >= VP_BATCH_TARGET_SAMPLES ||
-            VP_MAX_BATCH_RAW - s->acc_len < VP_MAX_RECORD_BYTES)
+        /* capped: the next record does not fit under the target. */
+        if ((capped && s->acc_len) || s->acc_len >= VP_BATCH_TARGET_RAW ||
+            s->acc_samples >= VP_BATCH_TARGET_SAMPLES || VP_MAX_BATCH_RAW - s->acc_len < VP_MAX_RECORD_BYTES)
             emit_data(s);
         if (used == 0)
             break;

@@ -6,12 +6,13 @@
  * consume, emit_data), minus the disk and the network:
  *   - "read" the file in READ_CHUNK pieces appended to the unconsumed rest
  *     (a memcpy from the in-memory file stands for the read(2) copy);
- *   - vp_vmprof_feed on what is buffered (at most the room left in the batch),
+ *   - vp_vmprof_feed on what is buffered (at most what fills the batch up to
+ *     VP_BATCH_TARGET_RAW; a single larger record alone),
  *     counting samples with an on_sample callback, and memcpy of the consumed
  *     records into the batch accumulator (grown by doubling from 64 KiB, as
  *     the agent's ensure_acc does);
- *   - once the accumulator holds VP_BATCH_TARGET_RAW bytes (or could not take
- *     a largest record), vp_batch_encode (LZ4 frame with content checksum)
+ *   - once the next record would not fit under VP_BATCH_TARGET_RAW (or the
+ *     batch holds VP_BATCH_TARGET_SAMPLES samples), vp_batch_encode (LZ4 frame with content checksum)
  *     of the DATA batch, then free it; at the end, the last partial batch.
  * Prints, per repetition and as the median: samples/s, MB/s (raw profile
  * bytes), batches, mean raw batch size, compression ratio, and the split of
@@ -123,8 +124,8 @@ static int ensure_acc(uint8_t **acc, size_t *acc_cap, size_t need)
     size_t cap = *acc_cap ? *acc_cap : ACC_START;
     while (cap < need)
         cap *= 2;
-    if (cap > VP_MAX_BATCH_RAW)
-        cap = VP_MAX_BATCH_RAW;
+    if (cap > VP_BATCH_TARGET_RAW)
+        cap = need > VP_BATCH_TARGET_RAW ? need : VP_BATCH_TARGET_RAW;
     uint8_t *n = vp_realloc(*acc, cap);
     if (!n)
         return -1;
@@ -170,14 +171,21 @@ static int run_once(const uint8_t *file, size_t file_len, const char *token, res
 
         /* consume */
         size_t off = 0;
+        int big_record = 0;
         while (off < buf_len && !stopped) {
-            size_t room = VP_MAX_BATCH_RAW - acc_len;
             size_t avail = buf_len - off;
-            if (avail > room)
-                avail = room;
+            size_t fill = big_record ? VP_MAX_BATCH_RAW - acc_len : VP_BATCH_TARGET_RAW - acc_len;
+            int capped = avail > fill;
+            if (capped)
+                avail = fill;
             size_t used = 0;
             uint64_t before = acc_samples;
             int frc = vp_vmprof_feed(&reader, buf + off, avail, &used, &h);
+            if (frc == VP_OK && capped && used == 0 && acc_len == 0 && !big_record) {
+                big_record = 1;
+                continue;
+            }
+            big_record = 0;
             if (used) {
                 if (ensure_acc(&acc, &acc_cap, acc_len + used) != 0) {
                     fprintf(stderr, "bench_reader: out of memory\n");
@@ -196,7 +204,8 @@ static int run_once(const uint8_t *file, size_t file_len, const char *token, res
                 rc = -1;
                 stopped = 1;
             }
-            if (acc_len >= VP_BATCH_TARGET_RAW || VP_MAX_BATCH_RAW - acc_len < VP_MAX_RECORD_BYTES) {
+            if ((capped && acc_len) || acc_len >= VP_BATCH_TARGET_RAW ||
+                acc_samples >= VP_BATCH_TARGET_SAMPLES || VP_MAX_BATCH_RAW - acc_len < VP_MAX_RECORD_BYTES) {
                 if (encode(run_id, seq++, (uint32_t)acc_samples, token, acc, acc_len, res) != 0) {
                     rc = -1;
                     stopped = 1;
