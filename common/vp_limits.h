@@ -63,6 +63,16 @@
 /* Batches the agent keeps in memory waiting for the relay's acknowledgement. */
 #define VP_MAX_AGENT_QUEUE 4096u
 
+/* The relay's spool checkpoints its WAL in the background once commits have
+ * grown it by this many pages (SQLite's own automatic threshold: ~4 MiB)... */
+#define VP_SPOOL_CHECKPOINT_PAGES 1000
+/* ... but a passive checkpoint under steady commits never completes, and
+ * only a complete one lets SQLite reuse the WAL from its start: once the WAL
+ * holds this many pages (32 MiB at 4 KiB pages) the checkpointer restarts
+ * it, making commits wait for the little the passive pass left. One short
+ * stall per 32 MiB instead of a copy and a sync inside every 4 MiB. */
+#define VP_SPOOL_WAL_RESTART_PAGES 8192
+
 /* A run's state in the agent's run log: the OPEN metadata (one client frame
  * at most) plus the profile's path, an error line and a few counters. */
 #define VP_MAX_AGENT_STATE (VP_MAX_CLIENT_FRAME + 16u * 1024u)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "vp_err.h"
+#include "vp_limits.h"
 #include "vp_log.h"
 #include "vp_mem.h"
 
@@ -407,6 +408,128 @@ uint64_t vp_spool_bytes(vp_spool *s)
     uint64_t b = refresh_bytes(s);
     pthread_mutex_unlock(&s->mu);
     return b;
+}
+
+/* ---- background checkpoints ---------------------------------------------- */
+
+struct vp_spool_checkpointer {
+    sqlite3 *db;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int wal_pages; /* the WAL's size at the last commit that woke us, 0: none */
+    int quit;
+    uint64_t done;
+};
+
+/* Runs in the committing thread, after each commit of a handed connection:
+ * only signals, the checkpoint itself happens on the checkpointer's thread. */
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    (void)db;
+    (void)name;
+    vp_spool_checkpointer *c = arg;
+    if (pages >= VP_SPOOL_CHECKPOINT_PAGES) {
+        pthread_mutex_lock(&c->mu);
+        c->wal_pages = pages;
+        pthread_cond_signal(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+    }
+    return SQLITE_OK;
+}
+
+static void *checkpoint_main(void *arg)
+{
+    vp_spool_checkpointer *c = arg;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        while (!c->wal_pages && !c->quit)
+            pthread_cond_wait(&c->cv, &c->mu);
+        int pages = c->wal_pages, quit = c->quit;
+        c->wal_pages = 0;
+        pthread_mutex_unlock(&c->mu);
+        /* PASSIVE never makes a writer wait: it copies what no reader still
+         * needs and syncs the database file. But under steady commits it is
+         * never complete, and SQLite resets the WAL only after a complete
+         * one: so once the WAL passes its bound, a RESTART (which makes
+         * writers wait) finishes the little PASSIVE left and resets it. */
+        int log = 0, copied = 0;
+        int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+        if (rc == SQLITE_OK && (pages >= VP_SPOOL_WAL_RESTART_PAGES || log >= VP_SPOOL_WAL_RESTART_PAGES))
+            rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, &log, &copied);
+        if (rc == SQLITE_OK) {
+            pthread_mutex_lock(&c->mu);
+            c->done++;
+            pthread_mutex_unlock(&c->mu);
+        } else if (rc != SQLITE_BUSY) {
+            vp_warn("spool checkpoint failed: %s", sqlite3_errmsg(c->db));
+        }
+        if (quit)
+            break;
+    }
+    return NULL;
+}
+
+int vp_spool_checkpointer_start(const char *path, vp_spool_checkpointer **out, char *err, size_t errlen)
+{
+    vp_spool_checkpointer *c = vp_calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return VP_ENOMEM;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_busy_timeout(c->db, 10000);
+    /* A connection that has not read the file does not know it is in WAL
+     * mode, and its checkpoints would do nothing. */
+    if (sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    if (pthread_create(&c->thread, NULL, checkpoint_main, c) != 0)
+        goto fail;
+    *out = c;
+    return VP_OK;
+fail:
+    snprintf(err, errlen, "cannot open spool %s for checkpoints: %s", path,
+             c->db ? sqlite3_errmsg(c->db) : "cannot start a thread");
+    sqlite3_close(c->db);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    vp_free(c);
+    return VP_EIO;
+}
+
+void vp_spool_hand_checkpoints(vp_spool *s, vp_spool_checkpointer *c)
+{
+    pthread_mutex_lock(&s->mu);
+    sqlite3_wal_autocheckpoint(s->db, 0);
+    sqlite3_wal_hook(s->db, on_wal_commit, c);
+    pthread_mutex_unlock(&s->mu);
+}
+
+uint64_t vp_spool_checkpoints(const vp_spool_checkpointer *c)
+{
+    pthread_mutex_lock((pthread_mutex_t *)&c->mu);
+    uint64_t n = c->done;
+    pthread_mutex_unlock((pthread_mutex_t *)&c->mu);
+    return n;
+}
+
+void vp_spool_checkpointer_stop(vp_spool_checkpointer *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->quit = 1;
+    c->wal_pages = VP_SPOOL_CHECKPOINT_PAGES; /* one last pass */
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    sqlite3_close(c->db);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    vp_free(c);
 }
 
 void vp_spool_close(vp_spool *s)

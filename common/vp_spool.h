@@ -32,6 +32,29 @@ typedef struct vp_spool_item {
  * is owned by the caller (vp_spool_close). */
 int vp_spool_open(const char *path, uint64_t max_bytes, vp_spool **out, char *err, size_t errlen);
 
+/* A background thread with its own connection that checkpoints a spool's
+ * WAL, so that no commit of a connection handed to it ever waits for a
+ * checkpoint (SQLite's automatic checkpoint runs inside the commit that
+ * crosses its threshold, and copying megabytes and syncing the database file
+ * there was the tail of the relay's acknowledgement latency). */
+typedef struct vp_spool_checkpointer vp_spool_checkpointer;
+
+/* vp_spool_checkpointer_start opens path (which vp_spool_open has created)
+ * and starts the thread. On success *out is owned by the caller
+ * (vp_spool_checkpointer_stop, after every spool handed to it is closed). */
+int vp_spool_checkpointer_start(const char *path, vp_spool_checkpointer **out, char *err, size_t errlen);
+
+/* vp_spool_hand_checkpoints turns s's automatic checkpoints off and wakes c
+ * whenever s's commits have grown the WAL by VP_SPOOL_CHECKPOINT_PAGES. */
+void vp_spool_hand_checkpoints(vp_spool *s, vp_spool_checkpointer *c);
+
+/* vp_spool_checkpointer_stop runs a last checkpoint, stops the thread and
+ * frees c. */
+void vp_spool_checkpointer_stop(vp_spool_checkpointer *c);
+
+/* Checkpoints done by c so far (for metrics). */
+uint64_t vp_spool_checkpoints(const vp_spool_checkpointer *c);
+
 /* vp_spool_put stores one batch body (copied). Returns VP_OK with
  * *duplicate = 1 if (run, seq) was stored or forwarded before, VP_EFULL at
  * the size bound, VP_EIO on a disk error. */

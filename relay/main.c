@@ -163,6 +163,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "vmpv-relay: %s\n", err);
         goto fail_curl;
     }
+    if (vp_spool_checkpointer_start(spool_path, &r.checkpointer, err, sizeof(err)) != VP_OK) {
+        fprintf(stderr, "vmpv-relay: %s\n", err);
+        goto fail_spool;
+    }
+    vp_spool_hand_checkpoints(r.spool, r.checkpointer);
     r.forwarder = vpr_forwarder_start(spool_path, vp_config_get(&cfg, "server"),
                                       vp_config_get(&cfg, "server-token"), gap_wait_ms,
                                       vp_config_get(&cfg, "legacy-sink"), err, sizeof(err));
@@ -213,6 +218,7 @@ fail_forwarder:
     vpr_forwarder_free(r.forwarder, exit_code == 0 ? drain_ms : 0);
 fail_spool:
     vp_spool_close(r.spool);
+    vp_spool_checkpointer_stop(r.checkpointer);
 fail_curl:
     curl_global_cleanup();
     if (r.loop)

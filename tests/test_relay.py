@@ -196,3 +196,29 @@ def test_damaged_batches_are_refused_and_nothing_else_is_affected(tmp_path: Path
     finally:
         for d in (relay, server):
             assert d.stop() == 0, d.log()[-2000:]
+
+
+def test_spool_wal_is_checkpointed_off_the_commit_path(tmp_path: Path) -> None:
+    """The intake's commits never checkpoint (that stalled acknowledgements);
+    a background checkpointer does. Shown by the WAL staying a fraction of
+    what went through it, with no server to drain the spool."""
+    import sqlite3
+    profile = make_profile(tmp_path / "synthetic.dat", 20000)
+    nobody = f"http://127.0.0.1:{free_port()}"
+    relay = start_daemon("vmpv-relay", ["--listen", "tcp://127.0.0.1:0", "--server", nobody,
+                                        "--data", str(tmp_path / "relay")], tmp_path / "relay-run")
+    try:
+        sent = runs_sent(loadgen(relay.address, profile, "--agents", "40", "--runs", "2"))
+        assert len(sent) == 80
+        spool = tmp_path / "relay" / "spool.sqlite"
+        db = sqlite3.connect(f"file:{spool}?mode=ro", uri=True)
+        stored = db.execute("SELECT coalesce(sum(length(body)), 0), count(*) FROM batches").fetchone()
+        db.close()
+        wal = spool.with_name(spool.name + "-wal").stat().st_size
+        # Enough to need many checkpoints and at least one restart of the
+        # WAL (common/vp_limits.h: VP_SPOOL_WAL_RESTART_PAGES, 32 MiB).
+        assert stored[0] > 64 * 1024 * 1024, stored
+        assert wal < 48 * 1024 * 1024, (wal, stored)
+        assert spool.stat().st_size > stored[0], "the database file holds the batches"
+    finally:
+        assert relay.stop() == 0, relay.log()[-2000:]
