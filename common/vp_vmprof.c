@@ -18,29 +18,6 @@ enum { STAGE_STATIC, STAGE_HEADER, STAGE_RECORDS, STAGE_DONE };
 
 #define NEED_MORE 1 /* internal: the record is not complete in the buffer */
 
-uint64_t vp_load_u64le(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-uint32_t vp_load_u32le(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-uint16_t vp_load_u16le(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-uint64_t vp_vmprof_entry(const vp_vmprof_sample *s, uint32_t i)
-{
-    return vp_load_u64le(s->entries + (size_t)i * 8u);
-}
-
 void vp_vmprof_reader_init(vp_vmprof_reader *r)
 {
     memset(r, 0, sizeof(*r));

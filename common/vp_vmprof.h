@@ -97,12 +97,31 @@ int vp_vmprof_feed(vp_vmprof_reader *r, const uint8_t *buf, size_t len, size_t *
 /* vp_vmprof_header_done is non-zero once the HEADER record has been read. */
 int vp_vmprof_header_done(const vp_vmprof_reader *r);
 
-/* vp_vmprof_entry reads stack entry i of a sample (no bounds beyond depth). */
-uint64_t vp_vmprof_entry(const vp_vmprof_sample *s, uint32_t i);
+/* Little-endian loads at any alignment. Inline: the readers call them for
+ * every word of every sample, and a call each was a few percent of the
+ * agent's CPU; compilers turn these byte loops into single loads. */
+static inline uint64_t vp_load_u64le(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
 
-/* Little-endian loads at any alignment. */
-uint64_t vp_load_u64le(const uint8_t *p);
-uint32_t vp_load_u32le(const uint8_t *p);
-uint16_t vp_load_u16le(const uint8_t *p);
+static inline uint32_t vp_load_u32le(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint16_t vp_load_u16le(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+/* vp_vmprof_entry reads stack entry i of a sample (no bounds beyond depth). */
+static inline uint64_t vp_vmprof_entry(const vp_vmprof_sample *s, uint32_t i)
+{
+    return vp_load_u64le(s->entries + (size_t)i * 8u);
+}
 
 #endif
