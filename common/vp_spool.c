@@ -26,6 +26,11 @@ static const char schema[] =
     " run_id BLOB NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL,"
     " body BLOB NOT NULL, received INTEGER NOT NULL DEFAULT (unixepoch()),"
     " PRIMARY KEY(run_id, seq)) WITHOUT ROWID;"
+    /* The forwarder's "which runs, oldest first" reads this index alone: in
+     * the table, `received` lies after the body, on its last overflow page,
+     * so that query read the whole spool each pass (58 % of the relay's CPU
+     * with a 280 MB spool and the server away). */
+    "CREATE INDEX IF NOT EXISTS batches_run_received ON batches(run_id, received);"
     "CREATE TABLE IF NOT EXISTS forwarded("
     " run_id BLOB PRIMARY KEY, next_seq INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS copies("

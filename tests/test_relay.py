@@ -219,6 +219,8 @@ def test_spool_wal_is_checkpointed_off_the_commit_path(tmp_path: Path) -> None:
         # WAL (common/vp_limits.h: VP_SPOOL_WAL_RESTART_PAGES, 32 MiB).
         assert stored[0] > 64 * 1024 * 1024, stored
         assert wal < 48 * 1024 * 1024, (wal, stored)
-        assert spool.stat().st_size > stored[0], "the database file holds the batches"
+        # Checkpoints moved the batches into the database file (the last
+        # few may still be in the WAL).
+        assert spool.stat().st_size + wal > stored[0] and spool.stat().st_size > stored[0] / 2
     finally:
         assert relay.stop() == 0, relay.log()[-2000:]
