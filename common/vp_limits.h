@@ -63,6 +63,11 @@
 /* Batches the agent keeps in memory waiting for the relay's acknowledgement. */
 #define VP_MAX_AGENT_QUEUE 4096u
 
+/* Page cache of each spool connection (the relay has two: intake and
+ * forwarder), in KiB; a string too, for the PRAGMA. */
+#define VP_SPOOL_CACHE_KIB 16384
+#define VP_SPOOL_CACHE_KIB_STR "16384"
+
 /* The relay's spool checkpoints its WAL in the background once commits have
  * grown it by this many pages (SQLite's own automatic threshold: ~4 MiB)... */
 #define VP_SPOOL_CHECKPOINT_PAGES 1000
