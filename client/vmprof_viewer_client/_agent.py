@@ -76,13 +76,31 @@ class AgentConnection:
 
     def request(self, message: Dict[str, Any], timeout: float = REPLY_TIMEOUT) -> Dict[str, Any]:
         """Send one request and return the reply; raise AgentError on ok=false."""
+        self.send(message)
+        return self.reply(message.get("op"), timeout)
+
+    def send(self, message: Dict[str, Any]) -> None:
+        """Send one request without waiting for its reply (see reply())."""
         sock = self._sock
         if sock is None:
             raise AgentError("connection already closed")
         frame = encode_frame(dict(message, v=PROTOCOL_VERSION))
         try:
-            sock.settimeout(timeout)
+            sock.settimeout(REPLY_TIMEOUT)
             sock.sendall(frame)
+        except socket.timeout:
+            raise AgentError(f"agent at {self.path} did not take a request within {REPLY_TIMEOUT:g} s") from None
+        except OSError as exc:
+            raise AgentError(f"connection to the agent at {self.path} failed ({exc})") from None
+
+    def reply(self, op: Any, timeout: float = REPLY_TIMEOUT) -> Dict[str, Any]:
+        """The reply to the oldest request sent and not yet answered; raise
+        AgentError on ok=false."""
+        sock = self._sock
+        if sock is None:
+            raise AgentError("connection already closed")
+        try:
+            sock.settimeout(timeout)
             reply = read_frame(sock)
         except socket.timeout:
             raise AgentError(f"agent at {self.path} did not reply within {timeout:g} s") from None
@@ -90,7 +108,7 @@ class AgentConnection:
             raise AgentError(f"connection to the agent at {self.path} failed ({exc})") from None
         if reply.get("ok") is not True:
             reason = reply.get("error")
-            raise AgentError(f"agent refused {message.get('op')!r}: {reason or 'no reason given'}")
+            raise AgentError(f"agent refused {op!r}: {reason or 'no reason given'}")
         return reply
 
     def close(self) -> None:

@@ -195,7 +195,10 @@ class _Run:
         try:
             conn = AgentConnection(socket_path)
             try:
-                conn.request({
+                # Not waiting for the reply here: the agent answers once the
+                # run is on its disk (a millisecond or two), and the profiled
+                # call need not pay for that. _finish() reads it before `end`.
+                conn.send({
                     "op": "start",
                     "run": self._run_id,
                     "project": self._project,
@@ -218,7 +221,7 @@ class _Run:
         try:
             vmprof.enable(self._fd, period=period, memory=True, native=False)
         except Exception as exc:
-            if self._conn is not None:
+            if self._conn is not None and self._started():
                 # The agent owns the file now; tell it why it stays empty.
                 try:
                     self._conn.request({"op": "end", "status": "error",
@@ -228,6 +231,22 @@ class _Run:
                     pass
             raise
         self._enabled = True
+
+    def _started(self) -> bool:
+        """Reads the agent's reply to `start`. False (the connection closed,
+        the reason kept) if the agent refused the run or went away before
+        answering: the profile then takes the no-agent path."""
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            conn.reply("start")
+            return True
+        except AgentError as exc:
+            self._no_agent_reason = str(exc)
+            conn.close()
+            self._conn = None
+            return False
 
     def _abandon(self) -> None:
         """Undo a start that failed half-way."""
@@ -292,9 +311,10 @@ class _Run:
         else:
             end = {"op": "end", "status": "error", "error": _one_line(exc_type, exc)}
 
+        started = self._started()
         reason = self._no_agent_reason
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if started and conn is not None:
             try:
                 conn.request(end)
             except AgentError as failure:
