@@ -14,7 +14,9 @@
  *                [--spool-limit DIR]
  *
  * --spool-limit DIR measures the physical limit instead: LZ4 decoding plus
- * the spool's SQLite insert of the same batches, on one thread, nothing else.
+ * the spool's SQLite insert of the same batches, on one thread, nothing else
+ * (committed in groups as large as the relay's, checkpoints on their own
+ * thread, as the relay does).
  */
 #include <errno.h>
 #include <nng/nng.h>
@@ -338,24 +340,49 @@ static int spool_limit(const char *dir)
         vp_batch_encode(VP_BATCH_DATA, s.run_id, 1 + i % the_plan.count, c->samples, "", c->raw,
                         c->len, &msgs[i], &lens[i]);
     }
+    /* As the relay stores them: decoded, then committed in groups as large
+     * as the relay's (one sync per group), WAL checkpoints on their own
+     * thread. */
+    vp_spool_checkpointer *ckpt = NULL;
+    if (vp_spool_checkpointer_start(path, &ckpt, err, sizeof(err)) != VP_OK) {
+        fprintf(stderr, "loadgen: %s\n", err);
+        return 1;
+    }
+    vp_spool_hand_checkpoints(sp, ckpt);
+    vp_spool_put_req reqs[VP_MAX_RELAY_PENDING];
     uint64_t t0 = now_ns(), samples = 0;
-    for (size_t i = 0; i < n; i++) {
-        vp_batch_view v;
-        uint8_t *raw = NULL;
-        int dup = 0;
-        if (vp_batch_decode(msgs[i], lens[i], &v, err, sizeof(err)) != VP_OK ||
-            vp_batch_payload(&v, &raw, err, sizeof(err)) != VP_OK ||
-            vp_spool_put(sp, v.run_id, v.seq, v.kind, msgs[i], lens[i], &dup) != VP_OK) {
-            fprintf(stderr, "loadgen: limit run failed at batch %zu\n", i);
+    for (size_t first = 0; first < n; first += VP_MAX_RELAY_PENDING) {
+        size_t group = n - first < VP_MAX_RELAY_PENDING ? n - first : VP_MAX_RELAY_PENDING;
+        for (size_t g = 0; g < group; g++) {
+            size_t i = first + g;
+            vp_batch_view v;
+            uint8_t *raw = NULL;
+            if (vp_batch_decode(msgs[i], lens[i], &v, err, sizeof(err)) != VP_OK ||
+                vp_batch_payload(&v, &raw, err, sizeof(err)) != VP_OK) {
+                fprintf(stderr, "loadgen: limit run failed at batch %zu: %s\n", i, err);
+                return 1;
+            }
+            vp_free(raw);
+            samples += v.samples;
+            reqs[g] = (vp_spool_put_req){.run_id = msgs[i] + 8, .seq = v.seq, .kind = v.kind,
+                                         .body = msgs[i], .len = lens[i]};
+        }
+        if (vp_spool_put_many(sp, reqs, group) != VP_OK) {
+            fprintf(stderr, "loadgen: limit commit failed at batch %zu\n", first);
             return 1;
         }
-        vp_free(raw);
-        samples += v.samples;
+        for (size_t g = 0; g < group; g++) {
+            if (reqs[g].result != VP_OK) {
+                fprintf(stderr, "loadgen: limit insert failed at batch %zu\n", first + g);
+                return 1;
+            }
+        }
     }
     double secs = (double)(now_ns() - t0) / 1e9;
     printf("limit batches %zu samples %llu seconds %.3f samples_per_s %.0f\n", n,
            (unsigned long long)samples, secs, (double)samples / secs);
     vp_spool_close(sp);
+    vp_spool_checkpointer_stop(ckpt);
     for (size_t i = 0; i < n; i++)
         vp_free(msgs[i]);
     free(msgs);
