@@ -20,6 +20,7 @@ struct vp_spool {
 };
 
 static const char schema[] =
+    "PRAGMA page_size=32768;"
     "PRAGMA journal_mode=WAL;"
     "PRAGMA synchronous=FULL;"
     /* Inserts read the B-tree pages they land on; with SQLite's default 2 MB
