@@ -310,3 +310,19 @@ def test_torn_log_entries_are_cut_and_nothing_is_lost(pipeline: Pipeline) -> Non
     while list(runs.glob("*.log")) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not list(runs.glob("*.log"))
+
+
+def test_batches_queued_by_an_older_agent_stop_the_start_with_a_clear_error(tmp_path: Path) -> None:
+    """An older agent queued one file per batch in DATA/queue; this one keeps
+    runs in logs. Rather than leave those batches unsent, it refuses to start
+    and says what to do."""
+    from harness import binary
+    queue = tmp_path / "agent" / "queue"
+    queue.mkdir(parents=True)
+    (queue / f"{'ab' * 16}-{1:020d}.vpb").write_bytes(b"VPVB")
+    out = subprocess.run([str(binary("vmpv-agent")), "--socket", str(tmp_path / "a.sock"),
+                          "--relay", "tcp://127.0.0.1:9", "--data", str(tmp_path / "agent")],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    assert "older vmpv-agent" in out.stderr and str(queue) in out.stderr, out.stderr
+    assert (queue / f"{'ab' * 16}-{1:020d}.vpb").exists()
