@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "limits.h"
 #include "metrics.h"
@@ -159,6 +160,18 @@ static int note_thread(feed *f, uint64_t thread)
     return VP_OK;
 }
 
+/* le64 is vp_load_u64le inlined for the per-frame loop: one unaligned
+ * load, byte-swapped on a big-endian host. */
+static inline uint64_t le64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
 static int on_sample(void *ctx, const vp_vmprof_sample *s)
 {
     feed *f = ctx;
@@ -178,7 +191,7 @@ static int on_sample(void *ctx, const vp_vmprof_sample *s)
     uint32_t n = 0;
     for (uint32_t i = s->depth; i-- > 0;) {
         if (!lines || (i & 1))
-            f->frames[n++] = vp_vmprof_entry(s, i);
+            f->frames[n++] = le64(s->entries + (size_t)i * 8u);
     }
     vps_sample_row row = {.idx = s->index, .rss_kb = s->rss_kb, .thread = s->thread_id};
     /* Older files have no sample clock: sample i is at i x period. */
@@ -667,6 +680,14 @@ fail:
 
 /* ---- plain uploads ---- */
 
+/* elapsed_ms is the time since *t0 on clock id, in milliseconds. */
+static long long elapsed_ms(clockid_t id, const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(id, &t);
+    return (long long)(t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
 int vps_ingest_new_run_id(char out[33])
 {
     uint8_t id[VP_RUN_ID_LEN];
@@ -731,6 +752,9 @@ void vps_ingest_upload(vps_store *s, const vps_upload_meta *m, const uint8_t *bo
     int rc = VP_OK, stored = 0, finished = 0;
     uint64_t counted = 0;
     char err[320];
+    struct timespec wall0, cpu0;
+    clock_gettime(CLOCK_MONOTONIC, &wall0);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
 
     if (len >= 2 && body[0] == 0x1f && body[1] == 0x8b) {
         VPS_COUNT(VPS_M_UPLOAD_REFUSED);
@@ -812,8 +836,10 @@ void vps_ingest_upload(vps_store *s, const vps_upload_meta *m, const uint8_t *bo
         counted = run.samples;
     }
     VPS_COUNT(VPS_M_UPLOAD_STORED);
-    vp_info("upload %s: %llu samples, %s%s%s", run.id, (unsigned long long)run.samples,
-            run.status, run.error ? ": " : "", run.error ? run.error : "");
+    vp_info("upload %s: %llu samples, %s%s%s; stored in %lld ms (%lld ms CPU)", run.id,
+            (unsigned long long)run.samples, run.status, run.error ? ": " : "",
+            run.error ? run.error : "", elapsed_ms(CLOCK_MONOTONIC, &wall0),
+            elapsed_ms(CLOCK_THREAD_CPUTIME_ID, &cpu0));
     char url[48];
     snprintf(url, sizeof(url), "/runs/%s", run.id);
     vps_reply_json(out, 201, json_pack("{s:s, s:s, s:I, s:s}", "id", run.id, "url", url,

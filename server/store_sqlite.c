@@ -17,6 +17,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
@@ -87,6 +88,7 @@ enum {
     ST_EACH_NAME,
     ST_EACH_STACK_COUNT,
     ST_EACH_SAMPLE,
+    ST_PUT_SAMPLES, /* VP_SQLITE_SAMPLE_ROWS rows in one INSERT, see flush_samples */
     ST_COUNT
 };
 
@@ -129,7 +131,26 @@ static const char *const stmt_sql[ST_COUNT] = {
         " ON s.rid = ?1 AND s.stack_id = c.stack_id",
     [ST_EACH_SAMPLE] = "SELECT idx, t_ns, rss_kb, thread, stack_id FROM samples"
                        " WHERE rid = ?1 AND t_ns BETWEEN ?2 AND ?3 ORDER BY idx",
+    [ST_PUT_SAMPLES] = NULL, /* made by samples_sql at open */
 };
+
+/* The text of ST_PUT_SAMPLES: one INSERT of VP_SQLITE_SAMPLE_ROWS rows that
+ * share the run (?1); each row binds the next five parameters. */
+#define SAMPLE_ROW_SQL ",(?1,?,?,?,?,?)"
+static char samples_sql[sizeof("INSERT INTO samples(rid, idx, t_ns, rss_kb, thread, stack_id)"
+                               " VALUES") +
+                        VP_SQLITE_SAMPLE_ROWS * (sizeof(SAMPLE_ROW_SQL) - 1)];
+static pthread_once_t samples_sql_once = PTHREAD_ONCE_INIT;
+
+static void make_samples_sql(void)
+{
+    size_t n = (size_t)snprintf(samples_sql, sizeof(samples_sql), "%s",
+                                "INSERT INTO samples(rid, idx, t_ns, rss_kb, thread, stack_id)"
+                                " VALUES");
+    for (unsigned i = 0; i < VP_SQLITE_SAMPLE_ROWS; i++)
+        n += (size_t)snprintf(samples_sql + n, sizeof(samples_sql) - n, "%s",
+                              SAMPLE_ROW_SQL + (i == 0));
+}
 
 typedef struct sq_db {
     vps_db base;                  /* first: the pool's view (store_int.h) */
@@ -137,6 +158,13 @@ typedef struct sq_db {
     sqlite3_stmt *stmt[ST_COUNT]; /* prepared on first use */
     uint64_t *frames;             /* scratch for stack blobs, see load_frames */
     uint32_t frames_cap;
+    /* Samples put but not yet inserted (all of run pend_rid), written by
+     * flush_samples in groups of VP_SQLITE_SAMPLE_ROWS: before the commit
+     * and before any statement that reads or deletes samples, so the
+     * transaction sees every sample it put. A rollback drops them. */
+    vps_sample_row pend[VP_SQLITE_SAMPLE_ROWS];
+    unsigned npend;
+    int64_t pend_rid;
 } sq_db;
 
 typedef struct sq_store {
@@ -146,6 +174,7 @@ typedef struct sq_store {
 } sq_store;
 
 static const vps_store_ops sqlite_ops;
+static int flush_samples(sq_db *db);
 
 static int64_t now_us(void)
 {
@@ -164,8 +193,9 @@ static int sql_fail(sq_db *db, const char *what)
 /* stmt returns the statement for id, prepared and clean, or NULL (logged). */
 static sqlite3_stmt *stmt(sq_db *db, int id)
 {
+    const char *sql = id == ST_PUT_SAMPLES ? samples_sql : stmt_sql[id];
     if (!db->stmt[id] &&
-        sqlite3_prepare_v3(db->conn, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &db->stmt[id],
+        sqlite3_prepare_v3(db->conn, sql, -1, SQLITE_PREPARE_PERSISTENT, &db->stmt[id],
                            NULL) != SQLITE_OK) {
         sql_fail(db, "prepare");
         db->stmt[id] = NULL;
@@ -267,9 +297,21 @@ fail:
     return VP_EIO;
 }
 
+static pthread_once_t config_once = PTHREAD_ONCE_INIT;
+
+static void configure_sqlite(void)
+{
+    /* Before SQLite initialises: no global allocation statistics, whose
+     * mutex every sqlite3_malloc would otherwise take (nothing here reads
+     * them). Fails harmlessly if SQLite was initialised already. */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int vps__sqlite_open(const char *dir, unsigned nconn, vps_store **out, char *err, size_t errlen)
 {
     char path[4200];
+    pthread_once(&config_once, configure_sqlite);
+    pthread_once(&samples_sql_once, make_samples_sql);
     int rc = mkdir_p(dir, err, errlen);
     if (rc != VP_OK)
         return rc;
@@ -322,7 +364,9 @@ static int sq_begin(vps_db *vdb, int mode)
 static int sq_commit(vps_db *vdb)
 {
     sq_db *db = (sq_db *)vdb;
-    int rc = exec_id(db, ST_COMMIT, "commit");
+    int rc = flush_samples(db);
+    if (rc == VP_OK)
+        rc = exec_id(db, ST_COMMIT, "commit");
     if (rc != VP_OK && !sqlite3_get_autocommit(db->conn))
         exec_id(db, ST_ROLLBACK, "rollback");
     return rc;
@@ -331,6 +375,7 @@ static int sq_commit(vps_db *vdb)
 static void sq_rollback(vps_db *vdb)
 {
     sq_db *db = (sq_db *)vdb;
+    db->npend = 0;
     if (!sqlite3_get_autocommit(db->conn))
         exec_id(db, ST_ROLLBACK, "rollback");
 }
@@ -472,6 +517,9 @@ static int sq_delete_run(vps_db *vdb, int64_t rid)
     sq_db *db = (sq_db *)vdb;
     static const int ids[] = {ST_DELETE_SAMPLES, ST_DELETE_STACKS, ST_DELETE_NAMES,
                               ST_DELETE_THREADS, ST_DELETE_RUN};
+    int frc = flush_samples(db);
+    if (frc != VP_OK)
+        return frc;
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
         sqlite3_stmt *st = stmt(db, ids[i]);
         if (!st)
@@ -595,19 +643,56 @@ static int sq_put_stack(vps_db *vdb, int64_t rid, uint64_t hash, const uint64_t 
     return rc;
 }
 
-static int sq_put_sample(vps_db *vdb, int64_t rid, const vps_sample_row *row)
+static void bind_sample(sqlite3_stmt *st, int at, const vps_sample_row *row)
 {
-    sq_db *db = (sq_db *)vdb;
+    sqlite3_bind_int64(st, at, (sqlite3_int64)row->idx);
+    sqlite3_bind_int64(st, at + 1, row->t_ns);
+    sqlite3_bind_int64(st, at + 2, (sqlite3_int64)row->rss_kb);
+    sqlite3_bind_int64(st, at + 3, (sqlite3_int64)row->thread);
+    sqlite3_bind_int64(st, at + 4, row->stack_id);
+}
+
+/* flush_samples inserts the pending samples: a full group with one
+ * statement, a partial one row by row. They are gone from pend either way;
+ * on failure the caller's transaction is rolled back. */
+static int flush_samples(sq_db *db)
+{
+    unsigned n = db->npend;
+    int rc = VP_OK;
+    db->npend = 0;
+    if (n == VP_SQLITE_SAMPLE_ROWS) {
+        sqlite3_stmt *st = stmt(db, ST_PUT_SAMPLES);
+        if (!st)
+            return VP_EIO;
+        sqlite3_bind_int64(st, 1, db->pend_rid);
+        for (unsigned i = 0; i < n; i++)
+            bind_sample(st, 2 + 5 * (int)i, &db->pend[i]);
+        /* No clear_bindings: every parameter is bound again next time, and
+         * none is bound SQLITE_STATIC. */
+        int s = sqlite3_step(st);
+        sqlite3_reset(st);
+        return s == SQLITE_DONE ? VP_OK : sql_fail(db, "put samples");
+    }
     sqlite3_stmt *st = stmt(db, ST_PUT_SAMPLE);
     if (!st)
         return VP_EIO;
-    sqlite3_bind_int64(st, 1, rid);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)row->idx);
-    sqlite3_bind_int64(st, 3, row->t_ns);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)row->rss_kb);
-    sqlite3_bind_int64(st, 5, (sqlite3_int64)row->thread);
-    sqlite3_bind_int64(st, 6, row->stack_id);
-    return run_simple(db, st, "put sample");
+    for (unsigned i = 0; i < n && rc == VP_OK; i++) {
+        sqlite3_bind_int64(st, 1, db->pend_rid);
+        bind_sample(st, 2, &db->pend[i]);
+        rc = run_simple(db, st, "put sample");
+    }
+    return rc;
+}
+
+static int sq_put_sample(vps_db *vdb, int64_t rid, const vps_sample_row *row)
+{
+    sq_db *db = (sq_db *)vdb;
+    int rc;
+    if (db->npend && db->pend_rid != rid && (rc = flush_samples(db)) != VP_OK)
+        return rc;
+    db->pend_rid = rid;
+    db->pend[db->npend++] = *row;
+    return db->npend == VP_SQLITE_SAMPLE_ROWS ? flush_samples(db) : VP_OK;
 }
 
 static int sq_put_thread(vps_db *vdb, int64_t rid, uint64_t thread, int *is_new)
@@ -649,7 +734,7 @@ static int sq_each_stack_count(vps_db *vdb, int64_t rid, vps_stack_count_cb cb, 
 {
     sq_db *db = (sq_db *)vdb;
     sqlite3_stmt *st = stmt(db, ST_EACH_STACK_COUNT);
-    if (!st)
+    if (!st || flush_samples(db) != VP_OK)
         return VP_EIO;
     sqlite3_bind_int64(st, 1, rid);
     int rc = VP_OK, s;
@@ -673,7 +758,7 @@ static int sq_each_sample(vps_db *vdb, int64_t rid, int64_t from_ns, int64_t to_
 {
     sq_db *db = (sq_db *)vdb;
     sqlite3_stmt *st = stmt(db, ST_EACH_SAMPLE);
-    if (!st)
+    if (!st || flush_samples(db) != VP_OK)
         return VP_EIO;
     sqlite3_bind_int64(st, 1, rid);
     sqlite3_bind_int64(st, 2, from_ns);
