@@ -655,6 +655,10 @@ fail:
         vp_debug("run %s: batch kind %u seq %llu stored", id, v.kind,
                  (unsigned long long)v.seq);
         vps_reply_json(out, 200, json_pack("{s:s}", "status", "stored"));
+        /* A closed run is finished: the server reads it into the query
+         * cache (and its summary file) before anyone asks. */
+        if (v.kind == VP_BATCH_CLOSE)
+            memcpy(out->run_id, id, sizeof(out->run_id));
         break;
     case B_DUPLICATE:
         VPS_COUNT(VPS_M_BATCH_DUPLICATE);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <uv.h>
 
 #include "http.h"
@@ -127,7 +128,14 @@ int main(int argc, char **argv)
         goto fail;
     }
     uv_loop_init(&loop);
+    /* Summary files are derived data, kept next to the SQLite file, and in
+     * --data for PostgreSQL too: each server keeps its own. */
+    char summaries[4200];
+    if (*db)
+        mkdir(data, 0755); /* SQLite's store makes it; failing only costs the files */
+    snprintf(summaries, sizeof(summaries), "%s/rundata", data);
     vps_http_opts o = {.listen = vp_config_get(&cfg, "listen"),
+                       .summaries = summaries,
                        .web = vp_config_get(&cfg, "web"),
                        .token = vp_config_get(&cfg, "token"),
                        .store = store};
