@@ -218,13 +218,71 @@ static int on_name(void *ctx, uint64_t addr, const char *name, size_t len, int n
     return rc != VP_OK ? (f->fatal = rc) : 0;
 }
 
+/* meta_u64 reads the decimal value of word key= in a META value of len
+ * bytes ("k1=v1 k2=v2 ..."): 1 and *out if present and a number. */
+static int meta_u64(const char *val, size_t len, const char *key, uint64_t *out)
+{
+    size_t klen = strlen(key);
+    for (size_t i = 0; i < len;) {
+        size_t end = i;
+        while (end < len && val[end] != ' ')
+            end++;
+        if (end - i > klen + 1 && memcmp(val + i, key, klen) == 0 && val[i + klen] == '=') {
+            uint64_t v = 0;
+            size_t j = i + klen + 1;
+            if (end - j > 18) /* keeps v * 10 + 9 inside 64 bits */
+                return 0;
+            for (; j < end; j++) {
+                if (val[j] < '0' || val[j] > '9')
+                    return 0;
+                v = v * 10 + (uint64_t)(val[j] - '0');
+            }
+            *out = v;
+            return 1;
+        }
+        i = end + 1;
+    }
+    return 0;
+}
+
+/* on_meta notes a relay's thinning (PROTOCOL.md: "vmpv.thinned" =
+ * "factor=F period_us=P samples_in=N samples_out=M", period_us absent when
+ * a full spool was thinned). P is the period the relay read in the header,
+ * so the thinned stretch was sampled every P x F. A record that does not
+ * parse is ignored: it describes the data, it is not the data. */
+static int on_meta(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+    feed *f = ctx;
+    vps_run *run = f->run;
+    static const char thinned[] = "vmpv.thinned";
+    uint64_t factor, in, out, period;
+    if (klen != sizeof(thinned) - 1 || memcmp(key, thinned, klen) != 0)
+        return 0;
+    if (!meta_u64(val, vlen, "factor", &factor) || !meta_u64(val, vlen, "samples_in", &in) ||
+        !meta_u64(val, vlen, "samples_out", &out) || factor < 1 || factor > 1000000000u ||
+        out > in || in > VP_MAX_THINNED_SAMPLES) {
+        vp_info("run %s: ignoring a malformed vmpv.thinned record", run->id);
+        return 0;
+    }
+    if (!meta_u64(val, vlen, "period_us", &period) || period == 0 ||
+        period > 1000000000u)
+        period = run->period_us;
+    /* Bounded so that samples + thin_removed stays a JSON integer. */
+    run->thin_removed += in - out;
+    if (run->thin_removed > VP_MAX_THINNED_SAMPLES)
+        run->thin_removed = VP_MAX_THINNED_SAMPLES;
+    if (period * factor > run->thin_period_us)
+        run->thin_period_us = period * factor;
+    return 0;
+}
+
 /* feed_bytes pushes buf through r and copies the reader's totals into the
  * run. Returns vp_vmprof_feed's code. */
 static int feed_bytes(feed *f, vp_vmprof_reader *r, const uint8_t *buf, size_t len,
                       size_t *consumed)
 {
     vp_vmprof_handler h = {.ctx = f, .on_header = on_header, .on_sample = on_sample,
-                           .on_name = on_name};
+                           .on_name = on_name, .on_meta = on_meta};
     int rc = vp_vmprof_feed(r, buf, len, consumed, &h);
     vps_run *run = f->run;
     run->samples = r->samples;

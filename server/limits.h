@@ -62,6 +62,14 @@
 #define VP_SQLITE_SAMPLE_ROWS 64u
 #endif
 
+/* Samples one vmpv.thinned record may say it took in, and the removed
+ * samples a run may count in all: far above any real profile (a batch holds
+ * thousands), and small enough that a run's samples plus its removed ones
+ * stay a JSON integer (int64). */
+#ifndef VP_MAX_THINNED_SAMPLES
+#define VP_MAX_THINNED_SAMPLES (1ull << 50)
+#endif
+
 static_assert(VP_SQLITE_SAMPLE_ROWS >= 1 && 1u + 5u * VP_SQLITE_SAMPLE_ROWS <= 32766u,
               "an INSERT of that many rows must fit SQLite's parameter limit");
 static_assert(VP_UPLOAD_SLICE_BYTES > VP_MAX_RECORD_BYTES, "a record must fit a slice");

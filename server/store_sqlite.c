@@ -32,7 +32,9 @@
 #include "vp_vmprof.h"
 #include "vp_batch.h"
 
-#define SCHEMA_VERSION 1
+/* 2 added runs.thin_removed and runs.thin_period_us (a version 1 file is
+ * upgraded in place when opened). */
+#define SCHEMA_VERSION 2
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS runs("
@@ -44,7 +46,8 @@ static const char schema_sql[] =
     " peak_rss_kb INTEGER NOT NULL, threads INTEGER NOT NULL, start_us INTEGER NOT NULL,"
     " end_us INTEGER NOT NULL, first_t_ns INTEGER NOT NULL, last_t_ns INTEGER NOT NULL,"
     " next_seq INTEGER NOT NULL, bytes INTEGER NOT NULL, trailer INTEGER NOT NULL,"
-    " created_us INTEGER NOT NULL, updated_us INTEGER NOT NULL);"
+    " created_us INTEGER NOT NULL, updated_us INTEGER NOT NULL,"
+    " thin_removed INTEGER NOT NULL DEFAULT 0, thin_period_us INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS runs_by_start ON runs(start_us DESC, rid DESC);"
     "CREATE INDEX IF NOT EXISTS runs_by_project ON runs(project, start_us DESC);"
     /* names: per address the greatest name in byte order; a BLOB so that
@@ -102,13 +105,14 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_GET_RUN] = "SELECT " VPS_RUN_COLS " FROM runs WHERE id = ?1",
     [ST_INSERT_RUN] = "INSERT INTO runs(" VPS_RUN_COLS ") VALUES(NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
                       " ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,"
-                      " ?23, ?24, ?25, ?26)",
+                      " ?23, ?24, ?25, ?26, ?27, ?28)",
     [ST_UPDATE_RUN] = "UPDATE runs SET project = ?3, function = ?4, host = ?5, source = ?6,"
                       " interp = ?7, tags = ?8, error = ?9, status = ?10, pid = ?11,"
                       " period_us = ?12, version = ?13, mode = ?14, samples = ?15,"
                       " peak_rss_kb = ?16, threads = ?17, start_us = ?18, end_us = ?19,"
                       " first_t_ns = ?20, last_t_ns = ?21, next_seq = ?22, bytes = ?23,"
-                      " trailer = ?24, updated_us = ?26 WHERE rid = ?1",
+                      " trailer = ?24, updated_us = ?26, thin_removed = ?27,"
+                      " thin_period_us = ?28 WHERE rid = ?1",
     [ST_DELETE_RUN] = "DELETE FROM runs WHERE rid = ?1",
     [ST_DELETE_NAMES] = "DELETE FROM names WHERE rid = ?1",
     [ST_DELETE_STACKS] = "DELETE FROM stacks WHERE rid = ?1",
@@ -279,15 +283,24 @@ static int open_conn(sq_db *db, const char *path, int first, char *err, size_t e
             sqlite3_step(st) == SQLITE_ROW)
             version = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
-        if (version != 0 && version != SCHEMA_VERSION) {
+        if (version != 0 && version != 1 && version != SCHEMA_VERSION) {
             snprintf(err, errlen, "%s has schema version %d; this server knows %d", path,
                      version, SCHEMA_VERSION);
             return VP_EVERSION;
         }
+        /* Version 1 lacks the thinning columns; existing runs were never
+         * thinned as far as the store knows (0, 0). */
+        const char *upgrade = version == 1 ? "ALTER TABLE runs ADD COLUMN thin_removed INTEGER"
+                                             " NOT NULL DEFAULT 0; ALTER TABLE runs ADD COLUMN"
+                                             " thin_period_us INTEGER NOT NULL DEFAULT 0;"
+                                           : "";
+        char set_version[64];
+        snprintf(set_version, sizeof(set_version), "PRAGMA user_version = %d; COMMIT",
+                 SCHEMA_VERSION);
         if (sqlite3_exec(db->conn, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(db->conn, upgrade, NULL, NULL, &msg) != SQLITE_OK ||
             sqlite3_exec(db->conn, schema_sql, NULL, NULL, &msg) != SQLITE_OK ||
-            sqlite3_exec(db->conn, "PRAGMA user_version = 1; COMMIT", NULL, NULL, &msg) !=
-                SQLITE_OK)
+            sqlite3_exec(db->conn, set_version, NULL, NULL, &msg) != SQLITE_OK)
             goto fail;
     }
     return VP_OK;
@@ -422,6 +435,8 @@ static int read_run(sqlite3_stmt *st, vps_run *r)
     r->trailer = sqlite3_column_int(st, 23);
     r->created_us = sqlite3_column_int64(st, 24);
     r->updated_us = sqlite3_column_int64(st, 25);
+    r->thin_removed = (uint64_t)sqlite3_column_int64(st, 26);
+    r->thin_period_us = (uint64_t)sqlite3_column_int64(st, 27);
     if (oom) {
         vps_run_fini(r);
         return VP_ENOMEM;
@@ -437,7 +452,7 @@ static void bind_str(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-/* bind_run binds every VPS_RUN_COLS parameter (?1..?26) from r. */
+/* bind_run binds every VPS_RUN_COLS parameter (?1..?28) from r. */
 static void bind_run(sqlite3_stmt *st, const vps_run *r)
 {
     sqlite3_bind_int64(st, 1, r->rid);
@@ -466,6 +481,8 @@ static void bind_run(sqlite3_stmt *st, const vps_run *r)
     sqlite3_bind_int(st, 24, r->trailer);
     sqlite3_bind_int64(st, 25, r->created_us);
     sqlite3_bind_int64(st, 26, r->updated_us);
+    sqlite3_bind_int64(st, 27, (sqlite3_int64)r->thin_removed);
+    sqlite3_bind_int64(st, 28, (sqlite3_int64)r->thin_period_us);
 }
 
 static int sq_get_run(vps_db *vdb, const char *id, vps_run *out)
