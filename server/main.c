@@ -128,12 +128,15 @@ int main(int argc, char **argv)
         goto fail;
     }
     uv_loop_init(&loop);
-    /* Summary files are derived data, kept next to the SQLite file, and in
-     * --data for PostgreSQL too: each server keeps its own. */
+    /* Summary files are derived data, kept next to the SQLite file; with
+     * PostgreSQL each server keeps its own. */
     char summaries[4200];
-    if (*db)
-        mkdir(data, 0755); /* SQLite's store makes it; failing only costs the files */
+    struct stat st;
     snprintf(summaries, sizeof(summaries), "%s/rundata", data);
+    /* A PostgreSQL server makes no directory of its own: it keeps summary
+     * files only if --data names one that exists. */
+    if (*db && (stat(data, &st) != 0 || !S_ISDIR(st.st_mode)))
+        summaries[0] = '\0';
     vps_http_opts o = {.listen = vp_config_get(&cfg, "listen"),
                        .summaries = summaries,
                        .web = vp_config_get(&cfg, "web"),
