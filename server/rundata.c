@@ -812,11 +812,11 @@ static int sum_write(const char *dir, const vps_run *run, const vps_rundata *rd)
     }
     /* Synced before the rename: after a crash the name holds all of it or
      * the previous file (or none), never a file with holes. */
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        fd = -1;
-        goto fail;
-    }
+    int synced = fsync(fd) == 0;
+    int closed = close(fd) == 0;
     fd = -1;
+    if (!synced || !closed)
+        goto fail;
     if (rename(tmp, path) != 0)
         goto fail;
     made = 0;

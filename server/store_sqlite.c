@@ -37,10 +37,10 @@
 #include "vp_vmprof.h"
 #include "vp_batch.h"
 
-/* 2 added runs.thin_removed and runs.thin_period_us and stores samples in
- * blocks (a version 1 file is upgraded in place when opened: its samples
- * table is copied into blocks and dropped). */
-#define SCHEMA_VERSION 2
+/* 2 added runs.thin_removed and runs.thin_period_us; 3 stores samples in
+ * blocks. Older files are upgraded in place when opened: the columns are
+ * added, the samples table is copied into blocks and dropped. */
+#define SCHEMA_VERSION 3
 
 /* Bytes of one stored sample (see "samples" below). */
 #define SAMPLE_BYTES 40u
@@ -255,8 +255,8 @@ static int mkdir_p(const char *dir, char *err, size_t errlen)
 
 static int sq_put_sample(vps_db *vdb, int64_t rid, const vps_sample_row *row);
 
-/* copy_v1_samples moves a version 1 file's samples, a row each, into
- * blocks, in the caller's transaction, and drops the old table. */
+/* copy_v1_samples moves the samples of a file of version 1 or 2, a row
+ * each, into blocks, in the caller's transaction, and drops the old table. */
 static int copy_v1_samples(sq_db *db, char **msg)
 {
     sqlite3_stmt *st = NULL;
@@ -283,8 +283,8 @@ static int copy_v1_samples(sq_db *db, char **msg)
     if (rc == VP_OK && sqlite3_exec(db->conn, "DROP TABLE samples", NULL, NULL, msg) != SQLITE_OK)
         rc = VP_EIO;
     if (rc == VP_OK)
-        vp_info("sqlite: %llu samples moved into blocks (schema version 1 to 2)",
-                (unsigned long long)n);
+        vp_info("sqlite: %llu samples moved into blocks (schema version %d)",
+                (unsigned long long)n, SCHEMA_VERSION);
     return rc;
 }
 
@@ -312,7 +312,7 @@ static int open_conn(sq_db *db, const char *path, int first, char *err, size_t e
             sqlite3_step(st) == SQLITE_ROW)
             version = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
-        if (version != 0 && version != 1 && version != SCHEMA_VERSION) {
+        if (version < 0 || version > SCHEMA_VERSION) {
             snprintf(err, errlen, "%s has schema version %d; this server knows %d", path,
                      version, SCHEMA_VERSION);
             return VP_EVERSION;
@@ -329,7 +329,7 @@ static int open_conn(sq_db *db, const char *path, int first, char *err, size_t e
         if (sqlite3_exec(db->conn, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
             sqlite3_exec(db->conn, upgrade, NULL, NULL, &msg) != SQLITE_OK ||
             sqlite3_exec(db->conn, schema_sql, NULL, NULL, &msg) != SQLITE_OK ||
-            (version == 1 && copy_v1_samples(db, &msg) != VP_OK) ||
+            ((version == 1 || version == 2) && copy_v1_samples(db, &msg) != VP_OK) ||
             sqlite3_exec(db->conn, set_version, NULL, NULL, &msg) != SQLITE_OK) {
             sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
             goto fail;

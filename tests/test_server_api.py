@@ -1046,5 +1046,6 @@ def test_schema_1_database_is_upgraded(tmp):
     finally:
         s.stop()
     db = sqlite3.connect(str(data / "vmpv.sqlite"))
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'samples'").fetchone()[0] == 0
     db.close()
