@@ -1049,3 +1049,40 @@ def test_schema_1_database_is_upgraded(tmp):
     assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'samples'").fetchone()[0] == 0
     db.close()
+
+
+# ---- decimation notes in uploads ------------------------------------------------
+
+def test_thinning_notes_make_the_decimation_object(tmp):
+    """vmpv.thinned META records (proto/PROTOCOL.md) in a profile become the
+    run's "decimation": the header's period, the coarsest period x factor,
+    and the whole run's samples before and after; a malformed record and
+    other META keys are ignored."""
+    path = tmp / "thinned.dat"
+    write_vmprof(path, [([0x100, 0x200], 1000 + i, i * 4000000) for i in range(50)],
+                 {0x100: b"py:a:1:/t.py", 0x200: b"py:b:2:/t.py"}, period_us=1000)
+    data = path.read_bytes()
+    body, trailer = data[:-25], data[-25:]
+
+    def meta(k, v):
+        return b"\x07" + struct.pack("<q", len(k)) + k + struct.pack("<q", len(v)) + v
+
+    body += meta(b"vmpv.thinned", b"factor=4 period_us=1000 samples_in=160 samples_out=40")
+    body += meta(b"vmpv.thinned", b"factor=2 reason=spool-full samples_in=20 samples_out=10")
+    body += meta(b"vmpv.thinned", b"factor=x period_us=1000 samples_in=9 samples_out=1")
+    body += meta(b"other", b"factor=1000 samples_in=100000 samples_out=1")
+    path.write_bytes(body + trailer)
+    s = ApiServer(tmp / "thinned")
+    try:
+        rid = put(s, path, project="thinned")
+        run = get_json(s.base + "/api/runs/" + rid)
+        assert run["samples"] == 50
+        assert run["decimation"] == {"original_period_s": 0.001, "period_s": 0.004,
+                                     "samples_before": 50 + 120 + 10, "samples_after": 50}
+        listed = [r for r in get_json(s.base + "/api/runs")["runs"] if r["id"] == rid]
+        assert listed[0]["decimation"] == run["decimation"]
+        plain_id = put(s, tmp / "summary.dat" if (tmp / "summary.dat").exists()
+                       else synthetic(tmp / "t1.dat", 100), project="plain")
+        assert get_json(s.base + "/api/runs/" + plain_id)["decimation"] is None
+    finally:
+        s.stop()
