@@ -261,7 +261,7 @@ static int on_meta(void *ctx, const char *key, size_t klen, const char *val, siz
     if (!meta_u64(val, vlen, "factor", &factor) || !meta_u64(val, vlen, "samples_in", &in) ||
         !meta_u64(val, vlen, "samples_out", &out) || factor < 1 || factor > 1000000000u ||
         out > in || in > VP_MAX_THINNED_SAMPLES) {
-        vp_info("run %s: ignoring a malformed vmpv.thinned record", run->id);
+        vp_debug("run %s: ignoring a malformed vmpv.thinned record", run->id);
         return 0;
     }
     if (!meta_u64(val, vlen, "period_us", &period) || period == 0 ||

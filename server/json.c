@@ -199,11 +199,13 @@ json_t *vps_run_json(const vps_run *r, int detail, int64_t now_us)
                                   "period_s", real((double)r->thin_period_us / 1e6),
                                   "samples_before", (json_int_t)(r->samples + r->thin_removed),
                                   "samples_after", (json_int_t)r->samples);
-    if (o && (!dec || json_object_set_new(o, "decimation", dec) != 0)) {
+    if (!o || !dec || json_object_set_new(o, "decimation", dec) != 0) {
+        if (!o)
+            json_decref(dec);
         json_decref(o);
         return NULL;
     }
-    if (!o || !detail)
+    if (!detail)
         return o;
     json_t *tags = r->tags ? json_loads(r->tags, 0, NULL) : NULL;
     if (!json_is_object(tags)) {
