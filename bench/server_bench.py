@@ -270,7 +270,7 @@ def bench_ingest(builds: List[Tuple[str, Path]], prof: Path, repeat: int, pg: Op
     for (name, store), d in res.items():
         rows.append([name, store, med_ms(d["wall"]), med_ms(d["srv"]), med_ms(d["cpu"]),
                      " ".join(ms(x) for x in d["wall"])])
-    print("\nIngest of a 1M-sample profile (POST /api/v1/upload), medians in ms:")
+    print(f"\nIngest of a {prof.name} (POST /api/v1/upload), medians in ms:")
     print(C.table(["build", "store", "client wall", "server wall", "server CPU", "client runs"],
                   rows))
     if len(builds) == 2:
@@ -283,23 +283,27 @@ def bench_ingest(builds: List[Tuple[str, Path]], prof: Path, repeat: int, pg: Op
 
 # ---- 2. queries ---------------------------------------------------------------
 
+def count(n: int) -> str:
+    return f"{n // 1_000_000}M" if n >= 1_000_000 else f"{n // 1000}k"
+
+
 def bench_queries(build: Path, big: Path, small: Path, repeat: int, warm_n: int,
-                  tmp: Path, store_reps: int) -> None:
+                  tmp: Path, store_reps: int, big_n: int, small_n: int) -> None:
     work = tmp / "queries"
     s = Server(build, work / "data", work).start()
     try:
-        print("uploading the 10M-sample run ...", flush=True)
+        print(f"uploading the {count(big_n)}-sample run ...", flush=True)
         before = len(s.log())
         rid, wall = s.upload(big, "big")
         m = s.wait_log(STORED, before, timeout=60)
         s.wait_log(WARMED.format(id=rid), before, timeout=900)
-        print(f"  10M ingest: client {wall:.1f} s; {m.group(0)}")
+        print(f"  {count(big_n)} ingest: client {wall:.1f} s; {m.group(0)}")
         before = len(s.log())
         rid2, _ = s.upload(small, "small")
         s.wait_log(WARMED.format(id=rid2), before, timeout=600)
         run = s.get_json(f"/api/runs/{rid}")
         t_end = run["t_end_s"]
-        w0, w1 = 0.45 * t_end, 0.55 * t_end  # a window of 10% (1M samples)
+        w0, w1 = 0.45 * t_end, 0.55 * t_end  # a window of 10% of the samples
         n0, n1 = 0.5 * t_end, 0.5 * t_end + 10.0  # a narrow one: 10 s
         base = f"/api/runs/{rid}"
         queries = [
@@ -311,7 +315,7 @@ def bench_queries(build: Path, big: Path, small: Path, repeat: int, warm_n: int,
             ("/tree 10% window", f"{base}/tree?from={w0:.3f}&to={w1:.3f}"),
             ("/functions whole", f"{base}/functions"),
             ("/growth whole", f"{base}/growth"),
-            ("/api/diff 10M vs 1M", f"/api/diff?a={rid}&b={rid2}"),
+            (f"/api/diff {count(big_n)} vs {count(small_n)}", f"/api/diff?a={rid}&b={rid2}"),
         ]
         summaries = [work / "data" / "rundata" / f"{x}.rd" for x in (rid, rid2)]
         for f in summaries:
@@ -357,12 +361,12 @@ def bench_queries(build: Path, big: Path, small: Path, repeat: int, warm_n: int,
             ratio = (f"{C.median(st) / C.median(c):.0f}x" if st and c and C.median(c) > 0
                      else "-")
             rows.append([label, med_ms(c), med_ms(e), med_ms(st), ratio, med_ms(w)])
-        print(f"\nQueries of a 10M-sample run, medians in ms (client wall, new connection each);"
+        print(f"\nQueries of a {count(big_n)}-sample run, medians in ms (client wall, new connection each);"
               f" load average during: {min(loads):.2f}-{max(loads):.2f}:")
         print(C.table(["query", "cold: summary", "cold: evicted", "cold: store",
                        "store/summary", "warm"], rows))
         sizes = sum(k.stat().st_size for k in keep[:1])
-        print(f"  summary file of the 10M run: {sizes / 1e6:.0f} MB; store "
+        print(f"  summary file of the {count(big_n)} run: {sizes / 1e6:.0f} MB; store "
               f"{sum(p.stat().st_size for p in (work / 'data').glob('vmpv.sqlite*')) / 1e6:.0f} MB")
         for k in keep:
             k.unlink(missing_ok=True)
@@ -374,7 +378,7 @@ def bench_queries(build: Path, big: Path, small: Path, repeat: int, warm_n: int,
 # ---- 3. RSS -------------------------------------------------------------------
 
 def bench_rss(build: Path, small: Path, nruns: int, cache_mb: int, rounds: int,
-              tmp: Path) -> None:
+              tmp: Path, small_n: int) -> None:
     work = tmp / "rss"
     s = Server(build, work / "data", work, env={"VMPV_QUERY_CACHE_MB": str(cache_mb)}).start()
     try:
@@ -392,8 +396,8 @@ def bench_rss(build: Path, small: Path, nruns: int, cache_mb: int, rounds: int,
                     s.get_json(f"/api/runs/{rid}/{q}")
                 rss.append(s.rss_kb()["VmRSS"])
         hwm = s.rss_kb()["VmHWM"]
-        print(f"\nRSS with VMPV_QUERY_CACHE_MB={cache_mb}, {nruns} runs of 1M samples "
-              f"(~16 MB of derived data each) queried round-robin ({rounds} rounds, "
+        print(f"\nRSS with VMPV_QUERY_CACHE_MB={cache_mb}, {nruns} runs of {count(small_n)} samples "
+              f"(~{16 * small_n / 1e6:.0f} MB of derived data each) queried round-robin ({rounds} rounds, "
               f"/tree + /memory + /growth each): idle after uploads {idle / 1024:.0f} MiB, "
               f"after each run's queries median {C.median(rss) / 1024:.0f} MiB, "
               f"max {max(rss) / 1024:.0f} MiB; VmHWM {hwm / 1024:.0f} MiB (includes the uploads)")
@@ -445,9 +449,9 @@ def main() -> int:
                 builds.append(("compare", Path(a.compare).resolve()))
             bench_ingest(builds, small, repeat, pg, tmp)
         if "queries" in only:
-            bench_queries(build, big, small, repeat, a.warm, tmp, a.store_reps)
+            bench_queries(build, big, small, repeat, a.warm, tmp, a.store_reps, big_n, small_n)
         if "rss" in only:
-            bench_rss(build, small, a.rss_runs, a.cache_mb, 2, tmp)
+            bench_rss(build, small, a.rss_runs, a.cache_mb, 2, tmp, small_n)
         print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         if pg:
