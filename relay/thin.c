@@ -76,6 +76,24 @@ static size_t put_meta(uint8_t *p, const char *key, const char *val)
     return 17 + k + v;
 }
 
+/* add_note adds the vmpv.thinned META record val to thinned records
+ * buf[0..len) (room for 256 more bytes): at the end, or, when they end with
+ * the TRAILER (which must stay last), just before it, so that the server
+ * learns of the last batch's thinning too. Returns the new length. */
+static size_t add_note(uint8_t *buf, size_t len, int trailer, uint16_t version, const char *val)
+{
+    /* The TRAILER is a marker byte, plus a time (25 bytes) from version 5. */
+    size_t tl = !trailer ? 0 : version < 5 ? 1u : 25u;
+    uint8_t tail[25];
+    if (tl > len)
+        tl = 0; /* cannot happen: the trailer was among the records */
+    memcpy(tail, buf + len - tl, tl);
+    size_t at = len - tl;
+    at += put_meta(buf + at, "vmpv.thinned", val);
+    memcpy(buf + at, tail, tl);
+    return at + tl;
+}
+
 int vpr_thin_batch(vp_spool *spool, const vp_batch_view *v, const uint8_t *raw, int enabled,
                    double after_s, vpr_thin_out *out, char *why, size_t whylen)
 {
@@ -130,15 +148,11 @@ int vpr_thin_batch(vp_spool *spool, const vp_batch_view *v, const uint8_t *raw, 
         snprintf(why, whylen, "cannot thin the batch: %s", r.error);
         return VP_ECORRUPT;
     }
-    size_t len = res.out_len;
-    /* A trailer must stay last: only add the note when there is none yet. */
-    if (rc != VP_EDONE) {
-        char val[160];
-        snprintf(val, sizeof(val), "factor=%u period_us=%llu samples_in=%llu samples_out=%llu",
-                 factor, (unsigned long long)c.info.period_us, (unsigned long long)res.in_samples,
-                 (unsigned long long)res.out_samples);
-        len += put_meta(thin + len, "vmpv.thinned", val);
-    }
+    char val[160];
+    snprintf(val, sizeof(val), "factor=%u period_us=%llu samples_in=%llu samples_out=%llu",
+             factor, (unsigned long long)c.info.period_us, (unsigned long long)res.in_samples,
+             (unsigned long long)res.out_samples);
+    size_t len = add_note(thin, res.out_len, rc == VP_EDONE, r.version, val);
     rc = vp_batch_encode(VP_BATCH_DATA, v->run_id, v->seq, (uint32_t)res.out_samples, NULL, thin,
                          len, &out->body, &out->body_len);
     vp_free(thin);
@@ -180,13 +194,10 @@ static int squeeze_batch(void *ctx, uint64_t seq, const uint8_t *body, size_t le
     int drc = vp_decimate(&r, raw, v.raw_len, 2, seq * 0x9e3779b97f4a7c15ull, thin, &res);
     if ((drc != VP_OK && drc != VP_EDONE) || res.out_samples == res.in_samples)
         goto fail;
-    size_t out_len = res.out_len;
-    if (drc != VP_EDONE) {
-        char val[160];
-        snprintf(val, sizeof(val), "factor=2 reason=spool-full samples_in=%llu samples_out=%llu",
-                 (unsigned long long)res.in_samples, (unsigned long long)res.out_samples);
-        out_len += put_meta(thin + out_len, "vmpv.thinned", val);
-    }
+    char val[160];
+    snprintf(val, sizeof(val), "factor=2 reason=spool-full samples_in=%llu samples_out=%llu",
+             (unsigned long long)res.in_samples, (unsigned long long)res.out_samples);
+    size_t out_len = add_note(thin, res.out_len, drc == VP_EDONE, r.version, val);
     rc = vp_batch_encode(VP_BATCH_DATA, v.run_id, v.seq, (uint32_t)res.out_samples, NULL, thin,
                          out_len, nb, nlen);
     if (rc == VP_OK)

@@ -315,7 +315,8 @@ static void after_work_cb(uv_work_t *w, int status)
     job *j = w->data;
     vps_http *h = j->http;
     (void)status; /* jobs are never cancelled */
-    if ((j->kind == JOB_UPLOAD || j->kind == JOB_SUBMIT) && j->reply.run_id[0])
+    if ((j->kind == JOB_UPLOAD || j->kind == JOB_SUBMIT || j->kind == JOB_BATCH) &&
+        j->reply.run_id[0])
         warm(h, j->reply.run_id);
     if (j->req) {
         h2o_req_t *req = j->req;
@@ -330,7 +331,8 @@ static void after_work_cb(uv_work_t *w, int status)
         h->drained(h->drained_arg);
 }
 
-/* warm reads a run that was just uploaded into the query cache, in the
+/* warm reads a run that was just uploaded (or closed by its last batch)
+ * into the query cache, and so into its summary file, in the
  * background: whoever uploaded it is about to look at it, and a first
  * query of a 10-million-sample run would otherwise wait seconds for it.
  * Skipped when the server is busy or stopping. */
@@ -1207,7 +1209,8 @@ int vps_http_start(uv_loop_t *loop, const vps_http_opts *o, vps_http **out, uint
             cache_bytes = (size_t)v << 20;
     }
     if (rc == VP_OK)
-        rc = vps_rdcache_new(cache_bytes, VP_QUERY_CACHE_RUNS, &h->cache);
+        rc = vps_rdcache_new(cache_bytes, VP_QUERY_CACHE_RUNS, cache_bytes ? o->summaries : NULL,
+                             &h->cache);
     if (rc == VP_OK)
         rc = find_web(h, o->web);
     if (rc == VP_OK && (strlen(admin) > VP_MAX_TOKEN_LEN || strlen(reader) > VP_MAX_TOKEN_LEN))

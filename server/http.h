@@ -28,6 +28,9 @@ typedef struct vps_http_opts {
      * vmpv_token cookie (GET /login?token= sets it); "" = reading is open.
      * NULL = take $VMPV_READ_TOKEN (unset = open). */
     const char *read_token;
+    /* Directory of the query cache's summary files (rundata.h); NULL or ""
+     * = none. */
+    const char *summaries;
 } vps_http_opts;
 
 /* vps_http_start listens and serves on loop. On success *out is owned by the

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "limits.h"
 #include "metrics.h"
@@ -159,6 +160,18 @@ static int note_thread(feed *f, uint64_t thread)
     return VP_OK;
 }
 
+/* le64 is vp_load_u64le inlined for the per-frame loop: one unaligned
+ * load, byte-swapped on a big-endian host. */
+static inline uint64_t le64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
 static int on_sample(void *ctx, const vp_vmprof_sample *s)
 {
     feed *f = ctx;
@@ -178,7 +191,7 @@ static int on_sample(void *ctx, const vp_vmprof_sample *s)
     uint32_t n = 0;
     for (uint32_t i = s->depth; i-- > 0;) {
         if (!lines || (i & 1))
-            f->frames[n++] = vp_vmprof_entry(s, i);
+            f->frames[n++] = le64(s->entries + (size_t)i * 8u);
     }
     vps_sample_row row = {.idx = s->index, .rss_kb = s->rss_kb, .thread = s->thread_id};
     /* Older files have no sample clock: sample i is at i x period. */
@@ -205,13 +218,71 @@ static int on_name(void *ctx, uint64_t addr, const char *name, size_t len, int n
     return rc != VP_OK ? (f->fatal = rc) : 0;
 }
 
+/* meta_u64 reads the decimal value of word key= in a META value of len
+ * bytes ("k1=v1 k2=v2 ..."): 1 and *out if present and a number. */
+static int meta_u64(const char *val, size_t len, const char *key, uint64_t *out)
+{
+    size_t klen = strlen(key);
+    for (size_t i = 0; i < len;) {
+        size_t end = i;
+        while (end < len && val[end] != ' ')
+            end++;
+        if (end - i > klen + 1 && memcmp(val + i, key, klen) == 0 && val[i + klen] == '=') {
+            uint64_t v = 0;
+            size_t j = i + klen + 1;
+            if (end - j > 18) /* keeps v * 10 + 9 inside 64 bits */
+                return 0;
+            for (; j < end; j++) {
+                if (val[j] < '0' || val[j] > '9')
+                    return 0;
+                v = v * 10 + (uint64_t)(val[j] - '0');
+            }
+            *out = v;
+            return 1;
+        }
+        i = end + 1;
+    }
+    return 0;
+}
+
+/* on_meta notes a relay's thinning (PROTOCOL.md: "vmpv.thinned" =
+ * "factor=F period_us=P samples_in=N samples_out=M", period_us absent when
+ * a full spool was thinned). P is the period the relay read in the header,
+ * so the thinned stretch was sampled every P x F. A record that does not
+ * parse is ignored: it describes the data, it is not the data. */
+static int on_meta(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+    feed *f = ctx;
+    vps_run *run = f->run;
+    static const char thinned[] = "vmpv.thinned";
+    uint64_t factor, in, out, period;
+    if (klen != sizeof(thinned) - 1 || memcmp(key, thinned, klen) != 0)
+        return 0;
+    if (!meta_u64(val, vlen, "factor", &factor) || !meta_u64(val, vlen, "samples_in", &in) ||
+        !meta_u64(val, vlen, "samples_out", &out) || factor < 1 || factor > 1000000000u ||
+        out > in || in > VP_MAX_THINNED_SAMPLES) {
+        vp_debug("run %s: ignoring a malformed vmpv.thinned record", run->id);
+        return 0;
+    }
+    if (!meta_u64(val, vlen, "period_us", &period) || period == 0 ||
+        period > 1000000000u)
+        period = run->period_us;
+    /* Bounded so that samples + thin_removed stays a JSON integer. */
+    run->thin_removed += in - out;
+    if (run->thin_removed > VP_MAX_THINNED_SAMPLES)
+        run->thin_removed = VP_MAX_THINNED_SAMPLES;
+    if (period * factor > run->thin_period_us)
+        run->thin_period_us = period * factor;
+    return 0;
+}
+
 /* feed_bytes pushes buf through r and copies the reader's totals into the
  * run. Returns vp_vmprof_feed's code. */
 static int feed_bytes(feed *f, vp_vmprof_reader *r, const uint8_t *buf, size_t len,
                       size_t *consumed)
 {
     vp_vmprof_handler h = {.ctx = f, .on_header = on_header, .on_sample = on_sample,
-                           .on_name = on_name};
+                           .on_name = on_name, .on_meta = on_meta};
     int rc = vp_vmprof_feed(r, buf, len, consumed, &h);
     vps_run *run = f->run;
     run->samples = r->samples;
@@ -642,6 +713,10 @@ fail:
         vp_debug("run %s: batch kind %u seq %llu stored", id, v.kind,
                  (unsigned long long)v.seq);
         vps_reply_json(out, 200, json_pack("{s:s}", "status", "stored"));
+        /* A closed run is finished: the server reads it into the query
+         * cache (and its summary file) before anyone asks. */
+        if (v.kind == VP_BATCH_CLOSE)
+            memcpy(out->run_id, id, sizeof(out->run_id));
         break;
     case B_DUPLICATE:
         VPS_COUNT(VPS_M_BATCH_DUPLICATE);
@@ -666,6 +741,14 @@ fail:
 }
 
 /* ---- plain uploads ---- */
+
+/* elapsed_ms is the time since *t0 on clock id, in milliseconds. */
+static long long elapsed_ms(clockid_t id, const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(id, &t);
+    return (long long)(t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
 
 int vps_ingest_new_run_id(char out[33])
 {
@@ -731,6 +814,9 @@ void vps_ingest_upload(vps_store *s, const vps_upload_meta *m, const uint8_t *bo
     int rc = VP_OK, stored = 0, finished = 0;
     uint64_t counted = 0;
     char err[320];
+    struct timespec wall0, cpu0;
+    clock_gettime(CLOCK_MONOTONIC, &wall0);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
 
     if (len >= 2 && body[0] == 0x1f && body[1] == 0x8b) {
         VPS_COUNT(VPS_M_UPLOAD_REFUSED);
@@ -812,8 +898,10 @@ void vps_ingest_upload(vps_store *s, const vps_upload_meta *m, const uint8_t *bo
         counted = run.samples;
     }
     VPS_COUNT(VPS_M_UPLOAD_STORED);
-    vp_info("upload %s: %llu samples, %s%s%s", run.id, (unsigned long long)run.samples,
-            run.status, run.error ? ": " : "", run.error ? run.error : "");
+    vp_info("upload %s: %llu samples, %s%s%s; stored in %lld ms (%lld ms CPU)", run.id,
+            (unsigned long long)run.samples, run.status, run.error ? ": " : "",
+            run.error ? run.error : "", elapsed_ms(CLOCK_MONOTONIC, &wall0),
+            elapsed_ms(CLOCK_THREAD_CPUTIME_ID, &cpu0));
     char url[48];
     snprintf(url, sizeof(url), "/runs/%s", run.id);
     vps_reply_json(out, 201, json_pack("{s:s, s:s, s:I, s:s}", "id", run.id, "url", url,

@@ -190,7 +190,22 @@ json_t *vps_run_json(const vps_run *r, int detail, int64_t now_us)
                           (json_int_t)r->peak_rss_kb, "duration_s", real(duration), "period_s",
                           real(period_s), "rate_hz", real(rate), "start_time", when, "status",
                           r->status, "host", str(r->host));
-    if (!o || !detail)
+    /* Thinned by a relay: the rate the profile was written at and the one
+     * it was stored at, and the samples of the whole run before and after
+     * (docs/API.md). */
+    json_t *dec = r->thin_period_us == 0
+                      ? json_null()
+                      : json_pack("{s:o, s:o, s:I, s:I}", "original_period_s", real(period_s),
+                                  "period_s", real((double)r->thin_period_us / 1e6),
+                                  "samples_before", (json_int_t)(r->samples + r->thin_removed),
+                                  "samples_after", (json_int_t)r->samples);
+    if (!o || !dec || json_object_set_new(o, "decimation", dec) != 0) {
+        if (!o)
+            json_decref(dec);
+        json_decref(o);
+        return NULL;
+    }
+    if (!detail)
         return o;
     json_t *tags = r->tags ? json_loads(r->tags, 0, NULL) : NULL;
     if (!json_is_object(tags)) {

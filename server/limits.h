@@ -53,6 +53,26 @@
 #define VP_STACK_CACHE_BYTES (4u * 1024u * 1024u)
 #endif
 
+/* Samples the SQLite store keeps in one row (store_sqlite.c, "samples"):
+ * inserting or reading a row costs SQLite about a microsecond whatever its
+ * size, so a block of thousands makes that per-sample cost vanish, while a
+ * query of a narrow window reads at most two partial blocks (4096 samples
+ * x 40 bytes = 160 KiB each) it does not need. Each connection buffers one
+ * block. */
+#ifndef VP_SQLITE_BLOCK_SAMPLES
+#define VP_SQLITE_BLOCK_SAMPLES 4096u
+#endif
+
+/* Samples one vmpv.thinned record may say it took in, and the removed
+ * samples a run may count in all: far above any real profile (a batch holds
+ * thousands), and small enough that a run's samples plus its removed ones
+ * stay a JSON integer (int64). */
+#ifndef VP_MAX_THINNED_SAMPLES
+#define VP_MAX_THINNED_SAMPLES (1ull << 50)
+#endif
+
+static_assert(VP_SQLITE_BLOCK_SAMPLES >= 1 && VP_SQLITE_BLOCK_SAMPLES <= (1u << 20),
+              "a block's blob must stay far below SQLite's 1 GB limit");
 static_assert(VP_UPLOAD_SLICE_BYTES > VP_MAX_RECORD_BYTES, "a record must fit a slice");
 static_assert(VP_MAX_RUNS_PAGE > 0 && VP_MAX_SERVER_JOBS > 0, "no zero limits");
 static_assert((VP_STACK_CACHE_SLOTS & (VP_STACK_CACHE_SLOTS - 1)) == 0, "power of two");

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <uv.h>
 
 #include "http.h"
@@ -127,7 +128,17 @@ int main(int argc, char **argv)
         goto fail;
     }
     uv_loop_init(&loop);
+    /* Summary files are derived data, kept next to the SQLite file; with
+     * PostgreSQL each server keeps its own. */
+    char summaries[4200];
+    struct stat st;
+    snprintf(summaries, sizeof(summaries), "%s/rundata", data);
+    /* A PostgreSQL server makes no directory of its own: it keeps summary
+     * files only if --data names one that exists. */
+    if (*db && (stat(data, &st) != 0 || !S_ISDIR(st.st_mode)))
+        summaries[0] = '\0';
     vps_http_opts o = {.listen = vp_config_get(&cfg, "listen"),
+                       .summaries = summaries,
                        .web = vp_config_get(&cfg, "web"),
                        .token = vp_config_get(&cfg, "token"),
                        .store = store};

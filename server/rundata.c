@@ -18,10 +18,16 @@
  */
 #include "rundata.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "vp_err.h"
 #include "vp_limits.h"
@@ -250,6 +256,14 @@ static void rd_free(vps_rundata *rd)
         return;
     vps_symtab_fini(&rd->syms);
     vp_free(rd->nodes);
+    if (rd->map) {
+        /* Everything but nodes and syms lives in the mapping. */
+        munmap(rd->map, rd->map_len);
+        vp_free(rd->skeys);
+        vp_free(rd->svals);
+        vp_free(rd);
+        return;
+    }
     vp_free(rd->whole);
     vp_free(rd->t_ns);
     vp_free(rd->rss_kb);
@@ -669,6 +683,292 @@ uint32_t vps_rd_lca(const vps_rundata *rd, uint32_t a, uint32_t b)
     return a;
 }
 
+/* ---- summary files ----
+ *
+ * A finished run's cached rundata written as it is in memory, so that the
+ * next server (or this one after an eviction) maps it instead of reading
+ * every sample from the store again. Layout: a sum_head, then the sections
+ * at the offsets it gives (8-byte aligned), in this host's byte order (the
+ * head says which; another order is simply rebuilt):
+ *   NODES  vps_rd_node x nnodes (func is not trusted: see ADDRS)
+ *   ADDRS  u64 x nnodes: a code address of each node's function; function
+ *          indices depend on the order a symtab met them, so a loader
+ *          resolves these again against the run's names
+ *   WHOLE  u64 x nnodes;  T i64, RSS u32, NODE u32 x samples;
+ *   BLOCKS vps_rd_block x ceil(samples / VPS_RD_BLOCK); HIST vps_rd_hist x nhist;
+ *   ORDER  u32 x samples when the clock is not monotonic, else empty.
+ * A file is valid for one version of a run: id, rid, updated_us and
+ * samples must match the run read in the query's transaction. Files are
+ * written to a temporary name, synced and renamed, so a reader sees a
+ * whole file or none; the loader checks every index it will follow, so a
+ * damaged file is refused (and rebuilt), never trusted.
+ */
+
+enum { SEC_NODES, SEC_ADDRS, SEC_WHOLE, SEC_T, SEC_RSS, SEC_NODE, SEC_BLOCKS, SEC_HIST,
+       SEC_ORDER, SEC_COUNT };
+
+#define SUM_MAGIC "VPRDSUM1"
+#define SUM_ENDIAN 0x01020304u
+
+typedef struct sum_head {
+    char magic[8];
+    uint32_t endian, head_bytes;
+    char id[40];
+    int64_t rid, updated_us;
+    uint64_t samples, nblocks, nhist;
+    uint32_t nnodes, monotonic;
+    uint64_t off[SEC_COUNT], len[SEC_COUNT];
+    uint64_t file_bytes;
+} sum_head;
+
+static void sum_path(const char *dir, const char *id, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%s.rd", dir, id);
+}
+
+/* sum_layout fills h's section lengths and offsets from its counts. */
+static void sum_layout(sum_head *h)
+{
+    uint64_t n = h->samples, k = h->nnodes;
+    h->len[SEC_NODES] = k * sizeof(vps_rd_node);
+    h->len[SEC_ADDRS] = k * sizeof(uint64_t);
+    h->len[SEC_WHOLE] = k * sizeof(uint64_t);
+    h->len[SEC_T] = n * sizeof(int64_t);
+    h->len[SEC_RSS] = n * sizeof(uint32_t);
+    h->len[SEC_NODE] = n * sizeof(uint32_t);
+    h->len[SEC_BLOCKS] = h->nblocks * sizeof(vps_rd_block);
+    h->len[SEC_HIST] = h->nhist * sizeof(vps_rd_hist);
+    h->len[SEC_ORDER] = h->monotonic ? 0 : n * sizeof(uint32_t);
+    uint64_t at = (sizeof(sum_head) + 63) & ~(uint64_t)63;
+    for (int i = 0; i < SEC_COUNT; i++) {
+        h->off[i] = at;
+        at = (at + h->len[i] + 63) & ~(uint64_t)63;
+    }
+    h->file_bytes = at;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t n, uint64_t at)
+{
+    const uint8_t *p = buf;
+    while (n) {
+        ssize_t w = pwrite(fd, p, n, (off_t)at);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return VP_EIO;
+        p += w, n -= (size_t)w, at += (uint64_t)w;
+    }
+    return VP_OK;
+}
+
+/* sum_write writes the summary file of a cached, store-built rundata. */
+static int sum_write(const char *dir, const vps_run *run, const vps_rundata *rd)
+{
+    sum_head h;
+    char path[4200], tmp[4200];
+    uint64_t *fa = NULL, *addrs = NULL;
+    int fd = -1, made = 0, rc = VP_ENOMEM;
+    memset(&h, 0, sizeof(h));
+    memcpy(h.magic, SUM_MAGIC, 8);
+    h.endian = SUM_ENDIAN;
+    h.head_bytes = sizeof(h);
+    memcpy(h.id, run->id, sizeof(run->id));
+    h.rid = run->rid;
+    h.updated_us = run->updated_us;
+    h.samples = rd->samples;
+    h.nnodes = rd->nnodes;
+    h.monotonic = rd->monotonic ? 1 : 0;
+    h.nblocks = (rd->samples + VPS_RD_BLOCK - 1) / VPS_RD_BLOCK;
+    for (uint64_t k = 0; k < h.nblocks; k++) {
+        const vps_rd_block *b = &rd->blocks[k];
+        if (b->nhist != VPS_RD_NONE && b->hist + b->nhist > h.nhist)
+            h.nhist = b->hist + b->nhist;
+    }
+    sum_layout(&h);
+    /* One address per function: any address the symtab maps to it. */
+    fa = vp_calloc(rd->syms.nfuncs ? rd->syms.nfuncs : 1, sizeof(uint64_t));
+    addrs = vp_calloc(rd->nnodes, sizeof(uint64_t));
+    if (!fa || !addrs)
+        goto fail;
+    for (size_t i = 0; i < rd->syms.acap; i++) {
+        if (rd->syms.avals[i])
+            fa[rd->syms.avals[i] - 1] = rd->syms.akeys[i];
+    }
+    for (uint32_t i = 1; i < rd->nnodes; i++)
+        addrs[i] = fa[rd->nodes[i].func];
+    sum_path(dir, run->id, path, sizeof(path));
+    snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dir, run->id);
+    rc = VP_EIO;
+    if ((fd = mkstemp(tmp)) < 0)
+        goto fail;
+    made = 1;
+    const void *sec[SEC_COUNT] = {rd->nodes, addrs, rd->whole, rd->t_ns, rd->rss_kb,
+                                  rd->node, rd->blocks, rd->hist, rd->order};
+    if (ftruncate(fd, (off_t)h.file_bytes) != 0 || pwrite_all(fd, &h, sizeof(h), 0) != VP_OK)
+        goto fail;
+    for (int i = 0; i < SEC_COUNT; i++) {
+        if (h.len[i] && pwrite_all(fd, sec[i], h.len[i], h.off[i]) != VP_OK)
+            goto fail;
+    }
+    /* Synced before the rename: after a crash the name holds all of it or
+     * the previous file (or none), never a file with holes. */
+    int synced = fsync(fd) == 0;
+    int closed = close(fd) == 0;
+    fd = -1;
+    if (!synced || !closed)
+        goto fail;
+    if (rename(tmp, path) != 0)
+        goto fail;
+    made = 0;
+    rc = VP_OK;
+fail:
+    if (fd >= 0)
+        close(fd);
+    if (made)
+        unlink(tmp);
+    vp_free(fa);
+    vp_free(addrs);
+    return rc;
+}
+
+/* sum_check says whether the head describes a file of len bytes for run. */
+static int sum_check(const sum_head *h, const vps_run *run, uint64_t len)
+{
+    sum_head want;
+    if (memcmp(h->magic, SUM_MAGIC, 8) != 0 || h->endian != SUM_ENDIAN ||
+        h->head_bytes != sizeof(*h) || memcmp(h->id, run->id, sizeof(run->id)) != 0 ||
+        h->rid != run->rid || h->updated_us != run->updated_us || h->samples != run->samples ||
+        h->samples > UINT32_MAX || h->nnodes == 0 || h->nnodes > VP_MAX_QUERY_NODES ||
+        h->monotonic > 1 || h->nblocks != (h->samples + VPS_RD_BLOCK - 1) / VPS_RD_BLOCK ||
+        h->nhist > h->nblocks * VPS_RD_HIST_MAX)
+        return 0;
+    memcpy(&want, h, sizeof(want));
+    sum_layout(&want);
+    return memcmp(want.off, h->off, sizeof(want.off)) == 0 &&
+           memcmp(want.len, h->len, sizeof(want.len)) == 0 && want.file_bytes == len &&
+           h->file_bytes == len;
+}
+
+/* sum_valid checks every index a query will follow in a mapped rundata. */
+static int sum_valid(const vps_rundata *rd, uint64_t nhist)
+{
+    uint32_t nn = rd->nnodes;
+    /* No early exit: the compiler vectorises these loops, so a
+     * 10-million-sample run is checked in a few milliseconds. */
+    const uint32_t *node = rd->node, *order = rd->order;
+    const uint64_t ns = rd->samples;
+    uint32_t bad = 0;
+    for (uint64_t i = 0; i < ns; i++)
+        bad |= node[i] >= nn;
+    if (order) {
+        const uint32_t n32 = (uint32_t)ns; /* ns <= UINT32_MAX: sum_check */
+        for (uint64_t i = 0; i < ns; i++)
+            bad |= order[i] >= n32;
+    }
+    if (bad)
+        return 0;
+    uint64_t nb = (rd->samples + VPS_RD_BLOCK - 1) / VPS_RD_BLOCK;
+    for (uint64_t k = 0; k < nb; k++) {
+        const vps_rd_block *b = &rd->blocks[k];
+        if (b->argmax >= VPS_RD_BLOCK || b->argmax >= rd->samples - k * VPS_RD_BLOCK)
+            return 0;
+        if (b->nhist == VPS_RD_NONE)
+            continue;
+        if (b->nhist > VPS_RD_HIST_MAX || b->hist > nhist || b->nhist > nhist - b->hist)
+            return 0;
+        for (uint32_t j = 0; j < b->nhist; j++) {
+            if (rd->hist[b->hist + j].node >= nn)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* sum_load maps run's summary file. VP_ENOTFOUND: no usable file (a stale
+ * one is removed); any other failure is the caller's cue to rebuild. */
+static int sum_load(const char *dir, vps_db *db, const vps_run *run, vps_rundata **out)
+{
+    char path[4200];
+    sum_head h;
+    struct stat st;
+    vps_rundata *rd = NULL;
+    void *map = MAP_FAILED;
+    int rc = VP_ENOTFOUND;
+    sum_path(dir, run->id, path, sizeof(path));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return VP_ENOTFOUND;
+    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size < sizeof(h) ||
+        pread(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
+        goto fail;
+    if (!sum_check(&h, run, (uint64_t)st.st_size)) {
+        /* An older version of the run (or garbage): it will not be valid
+         * again. A newer one belongs to a reader that came late: keep. */
+        if (memcmp(h.magic, SUM_MAGIC, 8) != 0 || h.updated_us < run->updated_us)
+            unlink(path);
+        goto fail;
+    }
+    rc = VP_ENOMEM;
+    map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED || !(rd = vp_calloc(1, sizeof(*rd))))
+        goto fail;
+    close(fd);
+    fd = -1;
+    const uint8_t *base = map;
+    vps_symtab_init(&rd->syms);
+    rd->map = map, rd->map_len = (size_t)st.st_size;
+    map = MAP_FAILED;
+    rd->rid = run->rid;
+    rd->nnodes = h.nnodes;
+    rd->samples = h.samples;
+    rd->cached = 1;
+    rd->monotonic = (int)h.monotonic;
+    rd->whole = (uint64_t *)(base + h.off[SEC_WHOLE]);
+    rd->t_ns = (int64_t *)(base + h.off[SEC_T]);
+    rd->rss_kb = (uint32_t *)(base + h.off[SEC_RSS]);
+    rd->node = (uint32_t *)(base + h.off[SEC_NODE]);
+    rd->blocks = (vps_rd_block *)(base + h.off[SEC_BLOCKS]);
+    rd->hist = (vps_rd_hist *)(base + h.off[SEC_HIST]);
+    rd->order = h.monotonic ? NULL : (uint32_t *)(base + h.off[SEC_ORDER]);
+    if (!(rd->nodes = vp_malloc((size_t)h.nnodes * sizeof(vps_rd_node))))
+        goto fail;
+    memcpy(rd->nodes, base + h.off[SEC_NODES], (size_t)h.nnodes * sizeof(vps_rd_node));
+    const uint64_t *addrs = (const uint64_t *)(base + h.off[SEC_ADDRS]);
+    if ((rc = vps_symtab_load(&rd->syms, db, run->rid)) != VP_OK)
+        goto fail;
+    rc = VP_ECORRUPT;
+    rd->nodes[0] = (vps_rd_node){VPS_RD_NONE, VPS_RD_NONE, 0, 0};
+    for (uint32_t i = 1; i < h.nnodes; i++) {
+        vps_rd_node *n = &rd->nodes[i];
+        if (n->parent >= i || n->first > 1)
+            goto fail;
+        n->depth = rd->nodes[n->parent].depth + 1;
+        int r = vps_symtab_resolve(&rd->syms, addrs[i], &n->func);
+        if (r != VP_OK) {
+            rc = r;
+            goto fail;
+        }
+    }
+    if (!sum_valid(rd, h.nhist))
+        goto fail;
+    rd->bytes = sizeof(*rd) + rd->syms.bytes + (size_t)h.nnodes * sizeof(vps_rd_node) +
+                rd->map_len;
+    *out = rd;
+    return VP_OK;
+fail:
+    if (rc == VP_ECORRUPT) {
+        vp_warn("run %s: summary file %s is damaged; reading the run from the store", run->id,
+                path);
+        unlink(path);
+    }
+    if (fd >= 0)
+        close(fd);
+    if (map != MAP_FAILED)
+        munmap(map, (size_t)st.st_size);
+    rd_free(rd);
+    return rc == VP_ECORRUPT ? VP_ENOTFOUND : rc;
+}
+
 /* ---- the cache ---- */
 
 static int64_t mono_us(void)
@@ -694,6 +994,7 @@ typedef struct entry {
 } entry;
 
 struct vps_rdcache {
+    char *dir; /* summary files, NULL if none */
     pthread_mutex_t lock;
     pthread_cond_t changed;
     entry *head;
@@ -702,11 +1003,20 @@ struct vps_rdcache {
     uint64_t clock;
 };
 
-int vps_rdcache_new(size_t budget, unsigned max_runs, vps_rdcache **out)
+int vps_rdcache_new(size_t budget, unsigned max_runs, const char *dir, vps_rdcache **out)
 {
     vps_rdcache *c = vp_calloc(1, sizeof(*c));
     if (!c)
         return VP_ENOMEM;
+    if (dir && *dir) {
+        /* Without the directory the server still works, only slower. */
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+            vp_warn("summary files off: cannot create %s: %s", dir, strerror(errno));
+        else if (!(c->dir = vp_strndup(dir, strlen(dir)))) {
+            vp_free(c);
+            return VP_ENOMEM;
+        }
+    }
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->changed, NULL);
     c->budget = budget;
@@ -726,6 +1036,7 @@ void vps_rdcache_free(vps_rdcache *c)
     }
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->changed);
+    vp_free(c->dir);
     vp_free(c);
 }
 
@@ -852,9 +1163,22 @@ int vps_rd_acquire(vps_rdcache *c, vps_db *db, const vps_run *run, vps_rundata *
         fits = 1;
     }
     pthread_mutex_unlock(&c->lock);
-    int rc = VP_EFULL;
-    if (fits)
+    int rc = VP_EFULL, wrote = 0;
+    if (fits && c->dir)
+        rc = sum_load(c->dir, db, run, &rd);
+    if (fits && rc != VP_OK) {
         rc = build_cached(db, run, &rd);
+        /* A finished run will not change: keep it for the next time. */
+        if (rc == VP_OK && c->dir && strcmp(run->status, "live") != 0) {
+            int64_t w0 = mono_us();
+            int wrc = sum_write(c->dir, run, rd);
+            if (wrc != VP_OK)
+                vp_warn("run %s: cannot write its summary file in %s: %s", run->id, c->dir,
+                        vp_strerror(wrc));
+            else
+                wrote = (int)((mono_us() - w0) / 1000) + 1;
+        }
+    }
     if (rc == VP_EFULL)
         rc = build_trie(db, run, &rd);
     pthread_mutex_lock(&c->lock);
@@ -881,10 +1205,11 @@ int vps_rd_acquire(vps_rdcache *c, vps_db *db, const vps_run *run, vps_rundata *
         rd_free(rd);
         return rc;
     }
-    vp_info("run %s: %llu samples, %u call paths read in %lld ms; %s, %zu KiB",
-            run->id, (unsigned long long)run->samples, rd->nnodes,
-            (long long)(mono_us() - t0) / 1000,
-            rd->cached ? "cached" : "not cached (streamed per query)", rd->bytes / 1024);
+    vp_info("run %s: %llu samples, %u call paths read in %lld ms%s; %s, %zu KiB%s", run->id,
+            (unsigned long long)run->samples, rd->nnodes, (long long)(mono_us() - t0) / 1000,
+            rd->map ? " from its summary file" : "",
+            rd->cached ? "cached" : "not cached (streamed per query)", rd->bytes / 1024,
+            wrote ? "; summary file written" : "");
     *out = rd;
     return VP_OK;
 }
@@ -928,4 +1253,9 @@ void vps_rdcache_drop(vps_rdcache *c, const char *id)
     if (e && e->state == E_READY)
         retire(c, e);
     pthread_mutex_unlock(&c->lock);
+    if (c->dir) {
+        char path[4200];
+        sum_path(c->dir, id, path, sizeof(path));
+        unlink(path);
+    }
 }

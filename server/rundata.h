@@ -81,15 +81,28 @@ struct vps_rundata {
     uint32_t *svals;
     size_t scap, scount;
 
-    size_t bytes; /* heap bytes held */
+    size_t bytes; /* heap bytes held, plus the bytes of map */
     void *entry;  /* the cache entry, NULL if private */
+    /* A rundata read from its summary file (rundata.c, "summary files"):
+     * whole and every per-sample and per-block array point into this
+     * read-only mapping, which rd_free unmaps; nodes and syms are on the
+     * heap as usual. NULL when built from the store. */
+    void *map;
+    size_t map_len;
 };
 
 typedef struct vps_rdcache vps_rdcache;
 
 /* vps_rdcache_new makes a cache of at most budget bytes and max_runs runs;
- * the caller owns *out. vps_rdcache_free needs every rundata released. */
-int vps_rdcache_new(size_t budget, unsigned max_runs, vps_rdcache **out);
+ * the caller owns *out. vps_rdcache_free needs every rundata released.
+ *
+ * dir (NULL or "" = none) is a directory for summary files: a finished
+ * run's cached rundata is also written there (DIR/<run id>.rd), and a run
+ * not in memory is mapped from its file instead of being read from the
+ * store again, so a first query after a restart or an eviction costs
+ * milliseconds. The files are derived data: a missing, stale or damaged one
+ * is rebuilt from the store. The directory is created if needed. */
+int vps_rdcache_new(size_t budget, unsigned max_runs, const char *dir, vps_rdcache **out);
 void vps_rdcache_free(vps_rdcache *c);
 
 /* vps_rd_acquire gives the rundata of run (read in db's transaction, which
@@ -103,7 +116,8 @@ void vps_rd_release(vps_rdcache *c, vps_rundata *rd);
  * and does nothing for a run too big for it. */
 int vps_rd_warm(vps_rdcache *c, vps_db *db, const vps_run *run);
 
-/* vps_rdcache_drop forgets run id (after it was deleted). */
+/* vps_rdcache_drop forgets run id (after it was deleted), its summary
+ * file too. */
 void vps_rdcache_drop(vps_rdcache *c, const char *id);
 
 /* vps_rd_each calls cb for every sample with from_ns <= t_ns <= to_ns, in

@@ -46,6 +46,11 @@ typedef struct vps_run {
     uint64_t bytes;       /* profile bytes consumed: the reader's offset */
     int trailer;          /* the TRAILER record was seen */
     int64_t created_us, updated_us;
+    /* Thinning a relay applied (vmpv.thinned META records, PROTOCOL.md):
+     * samples it removed in all, and the coarsest sampling period it left,
+     * in microseconds; 0 and 0 if the run was never thinned. */
+    uint64_t thin_removed;
+    uint64_t thin_period_us;
 } vps_run;
 
 /* One stored sample. t_ns is the profile's own clock (vmprof >= 0.5), or

@@ -81,7 +81,7 @@ void vps__store_fini(vps_store *s);
 #define VPS_RUN_COLS                                                                         \
     "rid, id, project, function, host, source, interp, tags, error, status, pid, period_us," \
     " version, mode, samples, peak_rss_kb, threads, start_us, end_us, first_t_ns, last_t_ns," \
-    " next_seq, bytes, trailer, created_us, updated_us"
+    " next_seq, bytes, trailer, created_us, updated_us, thin_removed, thin_period_us"
 
 /* vps__frames_blob encodes n frames as a stored stack: n * 8 bytes, u64
  * little-endian. On success the caller owns *blob (never NULL, even for

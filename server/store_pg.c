@@ -48,7 +48,9 @@
 #include "vp_mem.h"
 #include "vp_vmprof.h"
 
-#define SCHEMA_VERSION 1
+/* 2 added runs.thin_removed and runs.thin_period_us (a version 1 database
+ * is upgraded when a server of version 2 starts). */
+#define SCHEMA_VERSION 2
 
 /* Type OIDs of PostgreSQL's catalog (pg_type.dat), fixed for decades;
  * libpq-dev ships no header with them. */
@@ -74,7 +76,8 @@ static const char schema_sql[] =
     " peak_rss_kb int8 NOT NULL, threads int8 NOT NULL, start_us int8 NOT NULL,"
     " end_us int8 NOT NULL, first_t_ns int8 NOT NULL, last_t_ns int8 NOT NULL,"
     " next_seq int8 NOT NULL, bytes int8 NOT NULL, trailer int8 NOT NULL,"
-    " created_us int8 NOT NULL, updated_us int8 NOT NULL);"
+    " created_us int8 NOT NULL, updated_us int8 NOT NULL,"
+    " thin_removed int8 NOT NULL DEFAULT 0, thin_period_us int8 NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS runs_by_start ON runs(start_us DESC, rid DESC);"
     "CREATE INDEX IF NOT EXISTS runs_by_project ON runs(project, start_us DESC);"
     "CREATE TABLE IF NOT EXISTS names(rid int8 NOT NULL, addr int8 NOT NULL,"
@@ -87,8 +90,8 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS threads(rid int8 NOT NULL, thread int8 NOT NULL,"
     " PRIMARY KEY(rid, thread));";
 
-/* The parameters of bind_run, $1..$26 in VPS_RUN_COLS order. */
-#define RUN_TYPES "ittttttttt" "iiiiiiiiiiiiiiii"
+/* The parameters of bind_run, $1..$28 in VPS_RUN_COLS order. */
+#define RUN_TYPES "ittttttttt" "iiiiiiiiiiiiiiiiii"
 
 /* lower() in the "C" collation folds ASCII only, as SQLite's does. */
 #define RUN_FILTER                                                             \
@@ -135,14 +138,15 @@ static const stmt_def stmts[ST_COUNT] = {
     [ST_GET_RUN_LOCKED] = {"SELECT " VPS_RUN_COLS " FROM runs WHERE id = $1 FOR UPDATE", "t"},
     [ST_INSERT_RUN] = {"INSERT INTO runs(" VPS_RUN_COLS ") VALUES(DEFAULT, $2, $3, $4, $5, $6, $7,"
                        " $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,"
-                       " $22, $23, $24, $25, $26) RETURNING rid",
+                       " $22, $23, $24, $25, $26, $27, $28) RETURNING rid",
                        RUN_TYPES},
     [ST_UPDATE_RUN] = {"UPDATE runs SET project = $3, function = $4, host = $5, source = $6,"
                        " interp = $7, tags = $8, error = $9, status = $10, pid = $11,"
                        " period_us = $12, version = $13, mode = $14, samples = $15,"
                        " peak_rss_kb = $16, threads = $17, start_us = $18, end_us = $19,"
                        " first_t_ns = $20, last_t_ns = $21, next_seq = $22, bytes = $23,"
-                       " trailer = $24, updated_us = $26 WHERE rid = $1",
+                       " trailer = $24, updated_us = $26, thin_removed = $27,"
+                       " thin_period_us = $28 WHERE rid = $1",
                        RUN_TYPES},
     [ST_DELETE_RUN] = {"DELETE FROM runs WHERE rid = $1", "i"},
     [ST_DELETE_NAMES] = {"DELETE FROM names WHERE rid = $1", "i"},
@@ -185,7 +189,7 @@ static const stmt_def stmts[ST_COUNT] = {
                         "iiiii"},
 };
 
-#define MAX_PARAMS 26
+#define MAX_PARAMS 28 /* bind_run: every column of VPS_RUN_COLS */
 
 /* A growable byte buffer for COPY data and array parameters. */
 typedef struct bytes {
@@ -601,7 +605,7 @@ static int setup_schema(pg_db *db, char *err, size_t errlen)
     }
     if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
         version = atoi(PQgetvalue(res, 0, 0));
-    if (version >= 0 && version != SCHEMA_VERSION) {
+    if (version >= 0 && version != 1 && version != SCHEMA_VERSION) {
         snprintf(err, errlen, "PostgreSQL database %s has schema version %d; this server knows %d",
                  PQdb(db->conn), version, SCHEMA_VERSION);
         rc = VP_EVERSION;
@@ -615,6 +619,19 @@ static int setup_schema(pg_db *db, char *err, size_t errlen)
             goto fail;
         vp_info("postgresql: created the tables in %s (schema version %d)", PQdb(db->conn),
                 SCHEMA_VERSION);
+    }
+    if (version == 1) {
+        /* Servers of version 1 still running on this database keep
+         * working: their statements name their columns, and the new ones
+         * default to "never thinned". */
+        char insert[80];
+        snprintf(insert, sizeof(insert), "INSERT INTO vmpv_schema VALUES(%d)", SCHEMA_VERSION);
+        if (exec_simple(db, "ALTER TABLE runs ADD COLUMN IF NOT EXISTS thin_removed int8 NOT NULL"
+                            " DEFAULT 0, ADD COLUMN IF NOT EXISTS thin_period_us int8 NOT NULL"
+                            " DEFAULT 0", "schema") != VP_OK ||
+            exec_simple(db, insert, "schema") != VP_OK)
+            goto fail;
+        vp_info("postgresql: upgraded %s to schema version %d", PQdb(db->conn), SCHEMA_VERSION);
     }
     if (exec_simple(db, "COMMIT", "schema") != VP_OK)
         goto fail;
@@ -810,6 +827,8 @@ static int read_run(const PGresult *res, int row, vps_run *r)
     r->trailer = (int)col_i64(res, row, 23);
     r->created_us = col_i64(res, row, 24);
     r->updated_us = col_i64(res, row, 25);
+    r->thin_removed = (uint64_t)col_i64(res, row, 26);
+    r->thin_period_us = (uint64_t)col_i64(res, row, 27);
     if (oom) {
         vps_run_fini(r);
         return VP_ENOMEM;
@@ -817,7 +836,7 @@ static int read_run(const PGresult *res, int row, vps_run *r)
     return VP_OK;
 }
 
-/* bind_run binds every VPS_RUN_COLS parameter ($1..$26) from r. */
+/* bind_run binds every VPS_RUN_COLS parameter ($1..$28) from r. */
 static void bind_run(pgargs *a, const vps_run *r)
 {
     arg_i64(a, r->rid);
@@ -846,6 +865,8 @@ static void bind_run(pgargs *a, const vps_run *r)
     arg_i64(a, r->trailer);
     arg_i64(a, r->created_us);
     arg_i64(a, r->updated_us);
+    arg_i64(a, (int64_t)r->thin_removed);
+    arg_i64(a, (int64_t)r->thin_period_us);
 }
 
 /* lock_run takes the run's advisory lock in a write transaction (file

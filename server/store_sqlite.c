@@ -4,7 +4,11 @@
  *
  * Layout: one database file DIR/vmpv.sqlite in WAL mode, so readers never
  * wait for the writer. Runs have an integer key (rid) and a text id; the
- * per-sample tables use rid to keep rows small. A fixed pool of connections,
+ * per-sample tables use rid to keep rows small. Samples are stored in
+ * blocks of up to VP_SQLITE_BLOCK_SAMPLES consecutive samples of one run,
+ * one row each (sample_blocks; see "samples" below): one SQLite row per
+ * sample cost about a microsecond to insert and a fifth of that to read,
+ * which made a 10-million-sample run take seconds either way. A fixed pool of connections,
  * one per thread-pool thread, each with its statements prepared once; a
  * connection is used by one thread at a time (SQLite's multi-thread mode).
  *
@@ -17,8 +21,10 @@
 #include "store.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -31,7 +37,13 @@
 #include "vp_vmprof.h"
 #include "vp_batch.h"
 
-#define SCHEMA_VERSION 1
+/* 2 added runs.thin_removed and runs.thin_period_us; 3 stores samples in
+ * blocks. Older files are upgraded in place when opened: the columns are
+ * added, the samples table is copied into blocks and dropped. */
+#define SCHEMA_VERSION 3
+
+/* Bytes of one stored sample (see "samples" below). */
+#define SAMPLE_BYTES 40u
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS runs("
@@ -43,7 +55,8 @@ static const char schema_sql[] =
     " peak_rss_kb INTEGER NOT NULL, threads INTEGER NOT NULL, start_us INTEGER NOT NULL,"
     " end_us INTEGER NOT NULL, first_t_ns INTEGER NOT NULL, last_t_ns INTEGER NOT NULL,"
     " next_seq INTEGER NOT NULL, bytes INTEGER NOT NULL, trailer INTEGER NOT NULL,"
-    " created_us INTEGER NOT NULL, updated_us INTEGER NOT NULL);"
+    " created_us INTEGER NOT NULL, updated_us INTEGER NOT NULL,"
+    " thin_removed INTEGER NOT NULL DEFAULT 0, thin_period_us INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS runs_by_start ON runs(start_us DESC, rid DESC);"
     "CREATE INDEX IF NOT EXISTS runs_by_project ON runs(project, start_us DESC);"
     /* names: per address the greatest name in byte order; a BLOB so that
@@ -54,9 +67,12 @@ static const char schema_sql[] =
      * rowid table: frame blobs can be large for WITHOUT ROWID pages. */
     "CREATE TABLE IF NOT EXISTS stacks(rid INTEGER NOT NULL, stack_id INTEGER NOT NULL,"
     " frames BLOB NOT NULL, PRIMARY KEY(rid, stack_id));"
-    "CREATE TABLE IF NOT EXISTS samples(rid INTEGER NOT NULL, idx INTEGER NOT NULL,"
-    " t_ns INTEGER NOT NULL, rss_kb INTEGER NOT NULL, thread INTEGER NOT NULL,"
-    " stack_id INTEGER NOT NULL, PRIMARY KEY(rid, idx)) WITHOUT ROWID;"
+    /* sample_blocks: n samples of run rid from index first_idx on, whose
+     * clocks lie in [t_min, t_max]; data is n records of SAMPLE_BYTES
+     * (encode_sample). A rowid table: the blobs are large. */
+    "CREATE TABLE IF NOT EXISTS sample_blocks(rid INTEGER NOT NULL,"
+    " first_idx INTEGER NOT NULL, n INTEGER NOT NULL, t_min INTEGER NOT NULL,"
+    " t_max INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(rid, first_idx));"
     "CREATE TABLE IF NOT EXISTS threads(rid INTEGER NOT NULL, thread INTEGER NOT NULL,"
     " PRIMARY KEY(rid, thread)) WITHOUT ROWID;";
 
@@ -100,17 +116,18 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_GET_RUN] = "SELECT " VPS_RUN_COLS " FROM runs WHERE id = ?1",
     [ST_INSERT_RUN] = "INSERT INTO runs(" VPS_RUN_COLS ") VALUES(NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
                       " ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,"
-                      " ?23, ?24, ?25, ?26)",
+                      " ?23, ?24, ?25, ?26, ?27, ?28)",
     [ST_UPDATE_RUN] = "UPDATE runs SET project = ?3, function = ?4, host = ?5, source = ?6,"
                       " interp = ?7, tags = ?8, error = ?9, status = ?10, pid = ?11,"
                       " period_us = ?12, version = ?13, mode = ?14, samples = ?15,"
                       " peak_rss_kb = ?16, threads = ?17, start_us = ?18, end_us = ?19,"
                       " first_t_ns = ?20, last_t_ns = ?21, next_seq = ?22, bytes = ?23,"
-                      " trailer = ?24, updated_us = ?26 WHERE rid = ?1",
+                      " trailer = ?24, updated_us = ?26, thin_removed = ?27,"
+                      " thin_period_us = ?28 WHERE rid = ?1",
     [ST_DELETE_RUN] = "DELETE FROM runs WHERE rid = ?1",
     [ST_DELETE_NAMES] = "DELETE FROM names WHERE rid = ?1",
     [ST_DELETE_STACKS] = "DELETE FROM stacks WHERE rid = ?1",
-    [ST_DELETE_SAMPLES] = "DELETE FROM samples WHERE rid = ?1",
+    [ST_DELETE_SAMPLES] = "DELETE FROM sample_blocks WHERE rid = ?1",
     [ST_DELETE_THREADS] = "DELETE FROM threads WHERE rid = ?1",
     [ST_LIST_RUNS] = "SELECT " VPS_RUN_COLS " FROM runs" RUN_FILTER
                      " ORDER BY start_us DESC, rid DESC LIMIT ?3 OFFSET ?4",
@@ -119,16 +136,14 @@ static const char *const stmt_sql[ST_COUNT] = {
                     " ON CONFLICT(rid, addr) DO UPDATE SET name = max(name, excluded.name)",
     [ST_GET_STACK] = "SELECT frames FROM stacks WHERE rid = ?1 AND stack_id = ?2",
     [ST_INSERT_STACK] = "INSERT INTO stacks(rid, stack_id, frames) VALUES(?1, ?2, ?3)",
-    [ST_PUT_SAMPLE] = "INSERT INTO samples(rid, idx, t_ns, rss_kb, thread, stack_id)"
+    [ST_PUT_SAMPLE] = "INSERT INTO sample_blocks(rid, first_idx, n, t_min, t_max, data)"
                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_PUT_THREAD] = "INSERT OR IGNORE INTO threads(rid, thread) VALUES(?1, ?2)",
     [ST_EACH_NAME] = "SELECT addr, name FROM names WHERE rid = ?1",
-    [ST_EACH_STACK_COUNT] =
-        "SELECT c.stack_id, s.frames, c.n FROM (SELECT stack_id, count(*) AS n FROM samples"
-        " WHERE rid = ?1 GROUP BY stack_id) AS c JOIN stacks AS s"
-        " ON s.rid = ?1 AND s.stack_id = c.stack_id",
-    [ST_EACH_SAMPLE] = "SELECT idx, t_ns, rss_kb, thread, stack_id FROM samples"
-                       " WHERE rid = ?1 AND t_ns BETWEEN ?2 AND ?3 ORDER BY idx",
+    /* Every block of the run, for counting samples per stack. */
+    [ST_EACH_STACK_COUNT] = "SELECT n, data FROM sample_blocks WHERE rid = ?1",
+    [ST_EACH_SAMPLE] = "SELECT n, data FROM sample_blocks WHERE rid = ?1 AND t_max >= ?2"
+                       " AND t_min <= ?3 ORDER BY first_idx",
 };
 
 typedef struct sq_db {
@@ -137,6 +152,18 @@ typedef struct sq_db {
     sqlite3_stmt *stmt[ST_COUNT]; /* prepared on first use */
     uint64_t *frames;             /* scratch for stack blobs, see load_frames */
     uint32_t frames_cap;
+    /* Samples put but not yet inserted: the next block of run pend_rid,
+     * encoded, written by flush_samples when full, before the commit and
+     * before any statement that reads or deletes samples, so that the
+     * transaction sees every sample it put. A rollback drops them. */
+    uint8_t *pend; /* VP_SQLITE_BLOCK_SAMPLES * SAMPLE_BYTES, allocated at open */
+    unsigned npend;
+    int64_t pend_rid;
+    uint64_t pend_first, pend_last; /* idx of the first and last pending sample */
+    int64_t pend_tmin, pend_tmax;
+    uint64_t *counts_keys; /* each_stack_count's scratch: stack id + 1 -> count */
+    uint64_t *counts_vals;
+    size_t counts_cap;
 } sq_db;
 
 typedef struct sq_store {
@@ -146,6 +173,7 @@ typedef struct sq_store {
 } sq_store;
 
 static const vps_store_ops sqlite_ops;
+static int flush_samples(sq_db *db);
 
 static int64_t now_us(void)
 {
@@ -225,6 +253,41 @@ static int mkdir_p(const char *dir, char *err, size_t errlen)
     return VP_OK;
 }
 
+static int sq_put_sample(vps_db *vdb, int64_t rid, const vps_sample_row *row);
+
+/* copy_v1_samples moves the samples of a file of version 1 or 2, a row
+ * each, into blocks, in the caller's transaction, and drops the old table. */
+static int copy_v1_samples(sq_db *db, char **msg)
+{
+    sqlite3_stmt *st = NULL;
+    uint64_t n = 0;
+    int rc = VP_OK, s = SQLITE_DONE;
+    if (sqlite3_prepare_v2(db->conn,
+                           "SELECT rid, idx, t_ns, rss_kb, thread, stack_id FROM samples"
+                           " ORDER BY rid, idx", -1, &st, NULL) != SQLITE_OK)
+        return VP_EIO;
+    while (rc == VP_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        vps_sample_row row = {.idx = (uint64_t)sqlite3_column_int64(st, 1),
+                              .t_ns = sqlite3_column_int64(st, 2),
+                              .rss_kb = (uint64_t)sqlite3_column_int64(st, 3),
+                              .thread = (uint64_t)sqlite3_column_int64(st, 4),
+                              .stack_id = sqlite3_column_int64(st, 5)};
+        rc = sq_put_sample(&db->base, sqlite3_column_int64(st, 0), &row);
+        n++;
+    }
+    if (rc == VP_OK && s != SQLITE_DONE)
+        rc = VP_EIO;
+    sqlite3_finalize(st);
+    if (rc == VP_OK)
+        rc = flush_samples(db);
+    if (rc == VP_OK && sqlite3_exec(db->conn, "DROP TABLE samples", NULL, NULL, msg) != SQLITE_OK)
+        rc = VP_EIO;
+    if (rc == VP_OK)
+        vp_info("sqlite: %llu samples moved into blocks (schema version %d)",
+                (unsigned long long)n, SCHEMA_VERSION);
+    return rc;
+}
+
 static int open_conn(sq_db *db, const char *path, int first, char *err, size_t errlen)
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
@@ -249,16 +312,28 @@ static int open_conn(sq_db *db, const char *path, int first, char *err, size_t e
             sqlite3_step(st) == SQLITE_ROW)
             version = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
-        if (version != 0 && version != SCHEMA_VERSION) {
+        if (version < 0 || version > SCHEMA_VERSION) {
             snprintf(err, errlen, "%s has schema version %d; this server knows %d", path,
                      version, SCHEMA_VERSION);
             return VP_EVERSION;
         }
+        /* Version 1 lacks the thinning columns (existing runs were never
+         * thinned as far as the store knows: 0, 0) and has a row per sample. */
+        const char *upgrade = version == 1 ? "ALTER TABLE runs ADD COLUMN thin_removed INTEGER"
+                                             " NOT NULL DEFAULT 0; ALTER TABLE runs ADD COLUMN"
+                                             " thin_period_us INTEGER NOT NULL DEFAULT 0;"
+                                           : "";
+        char set_version[64];
+        snprintf(set_version, sizeof(set_version), "PRAGMA user_version = %d; COMMIT",
+                 SCHEMA_VERSION);
         if (sqlite3_exec(db->conn, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(db->conn, upgrade, NULL, NULL, &msg) != SQLITE_OK ||
             sqlite3_exec(db->conn, schema_sql, NULL, NULL, &msg) != SQLITE_OK ||
-            sqlite3_exec(db->conn, "PRAGMA user_version = 1; COMMIT", NULL, NULL, &msg) !=
-                SQLITE_OK)
+            ((version == 1 || version == 2) && copy_v1_samples(db, &msg) != VP_OK) ||
+            sqlite3_exec(db->conn, set_version, NULL, NULL, &msg) != SQLITE_OK) {
+            sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
             goto fail;
+        }
     }
     return VP_OK;
 fail:
@@ -267,9 +342,20 @@ fail:
     return VP_EIO;
 }
 
+static pthread_once_t config_once = PTHREAD_ONCE_INIT;
+
+static void configure_sqlite(void)
+{
+    /* Before SQLite initialises: no global allocation statistics, whose
+     * mutex every sqlite3_malloc would otherwise take (nothing here reads
+     * them). Fails harmlessly if SQLite was initialised already. */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int vps__sqlite_open(const char *dir, unsigned nconn, vps_store **out, char *err, size_t errlen)
 {
     char path[4200];
+    pthread_once(&config_once, configure_sqlite);
     int rc = mkdir_p(dir, err, errlen);
     if (rc != VP_OK)
         return rc;
@@ -288,6 +374,12 @@ int vps__sqlite_open(const char *dir, unsigned nconn, vps_store **out, char *err
     /* SQLite takes one writer at a time: the pool queues them (store_int.h). */
     vps__store_init(&s->base, &sqlite_ops, 1, s->dbs, nconn);
     for (unsigned i = 0; i < nconn; i++) {
+        s->conns[i].pend = vp_malloc((size_t)VP_SQLITE_BLOCK_SAMPLES * SAMPLE_BYTES);
+        if (!s->conns[i].pend) {
+            snprintf(err, errlen, "out of memory");
+            rc = VP_ENOMEM;
+            goto fail;
+        }
         if ((rc = open_conn(&s->conns[i], path, i == 0, err, errlen)) != VP_OK)
             goto fail;
     }
@@ -308,6 +400,9 @@ static void sq_free(vps_store *vs)
         if (db->conn)
             sqlite3_close(db->conn);
         vp_free(db->frames);
+        vp_free(db->pend);
+        vp_free(db->counts_keys);
+        vp_free(db->counts_vals);
     }
     vp_free(s->conns);
     vp_free(s->dbs);
@@ -322,7 +417,9 @@ static int sq_begin(vps_db *vdb, int mode)
 static int sq_commit(vps_db *vdb)
 {
     sq_db *db = (sq_db *)vdb;
-    int rc = exec_id(db, ST_COMMIT, "commit");
+    int rc = flush_samples(db);
+    if (rc == VP_OK)
+        rc = exec_id(db, ST_COMMIT, "commit");
     if (rc != VP_OK && !sqlite3_get_autocommit(db->conn))
         exec_id(db, ST_ROLLBACK, "rollback");
     return rc;
@@ -331,6 +428,7 @@ static int sq_commit(vps_db *vdb)
 static void sq_rollback(vps_db *vdb)
 {
     sq_db *db = (sq_db *)vdb;
+    db->npend = 0;
     if (!sqlite3_get_autocommit(db->conn))
         exec_id(db, ST_ROLLBACK, "rollback");
 }
@@ -377,6 +475,8 @@ static int read_run(sqlite3_stmt *st, vps_run *r)
     r->trailer = sqlite3_column_int(st, 23);
     r->created_us = sqlite3_column_int64(st, 24);
     r->updated_us = sqlite3_column_int64(st, 25);
+    r->thin_removed = (uint64_t)sqlite3_column_int64(st, 26);
+    r->thin_period_us = (uint64_t)sqlite3_column_int64(st, 27);
     if (oom) {
         vps_run_fini(r);
         return VP_ENOMEM;
@@ -392,7 +492,7 @@ static void bind_str(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-/* bind_run binds every VPS_RUN_COLS parameter (?1..?26) from r. */
+/* bind_run binds every VPS_RUN_COLS parameter (?1..?28) from r. */
 static void bind_run(sqlite3_stmt *st, const vps_run *r)
 {
     sqlite3_bind_int64(st, 1, r->rid);
@@ -421,6 +521,8 @@ static void bind_run(sqlite3_stmt *st, const vps_run *r)
     sqlite3_bind_int(st, 24, r->trailer);
     sqlite3_bind_int64(st, 25, r->created_us);
     sqlite3_bind_int64(st, 26, r->updated_us);
+    sqlite3_bind_int64(st, 27, (sqlite3_int64)r->thin_removed);
+    sqlite3_bind_int64(st, 28, (sqlite3_int64)r->thin_period_us);
 }
 
 static int sq_get_run(vps_db *vdb, const char *id, vps_run *out)
@@ -472,6 +574,9 @@ static int sq_delete_run(vps_db *vdb, int64_t rid)
     sq_db *db = (sq_db *)vdb;
     static const int ids[] = {ST_DELETE_SAMPLES, ST_DELETE_STACKS, ST_DELETE_NAMES,
                               ST_DELETE_THREADS, ST_DELETE_RUN};
+    int frc = flush_samples(db);
+    if (frc != VP_OK)
+        return frc;
     for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
         sqlite3_stmt *st = stmt(db, ids[i]);
         if (!st)
@@ -595,19 +700,106 @@ static int sq_put_stack(vps_db *vdb, int64_t rid, uint64_t hash, const uint64_t 
     return rc;
 }
 
-static int sq_put_sample(vps_db *vdb, int64_t rid, const vps_sample_row *row)
+/* ---- samples ----
+ *
+ * A sample is stored as SAMPLE_BYTES: idx, t_ns, rss_kb, thread, stack_id,
+ * each a u64 little-endian (t_ns and stack_id as two's complement). A
+ * block holds the samples of one run in index order; the blocks of a run
+ * are in index order too, since every writer puts a run's samples in the
+ * order of the profile (ingest.c, submit.c), which put_sample checks. */
+
+static void put_u64(uint8_t *p, uint64_t v)
 {
-    sq_db *db = (sq_db *)vdb;
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+static void decode_sample(const uint8_t *p, vps_sample_row *row)
+{
+    row->idx = get_u64(p);
+    row->t_ns = (int64_t)get_u64(p + 8);
+    row->rss_kb = get_u64(p + 16);
+    row->thread = get_u64(p + 24);
+    row->stack_id = (int64_t)get_u64(p + 32);
+}
+
+/* block_data checks a stored block's blob against its count; VP_ECORRUPT
+ * (logged) if they disagree. */
+static int block_data(sqlite3_stmt *st, int ncol, int dcol, const uint8_t **data, uint32_t *n)
+{
+    sqlite3_int64 count = sqlite3_column_int64(st, ncol);
+    const void *blob = sqlite3_column_blob(st, dcol);
+    int bytes = sqlite3_column_bytes(st, dcol);
+    if (count < 0 || count > VP_SQLITE_BLOCK_SAMPLES || (blob == NULL && count > 0) ||
+        (uint64_t)bytes != (uint64_t)count * SAMPLE_BYTES) {
+        vp_error("sqlite: a sample block of %lld samples holds %d bytes", (long long)count,
+                 bytes);
+        return VP_ECORRUPT;
+    }
+    *data = blob;
+    *n = (uint32_t)count;
+    return VP_OK;
+}
+
+/* flush_samples inserts the pending samples as one block. They are gone
+ * from pend either way; on failure the caller's transaction is rolled
+ * back. */
+static int flush_samples(sq_db *db)
+{
+    unsigned n = db->npend;
+    if (n == 0)
+        return VP_OK;
+    db->npend = 0;
     sqlite3_stmt *st = stmt(db, ST_PUT_SAMPLE);
     if (!st)
         return VP_EIO;
-    sqlite3_bind_int64(st, 1, rid);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)row->idx);
-    sqlite3_bind_int64(st, 3, row->t_ns);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)row->rss_kb);
-    sqlite3_bind_int64(st, 5, (sqlite3_int64)row->thread);
-    sqlite3_bind_int64(st, 6, row->stack_id);
-    return run_simple(db, st, "put sample");
+    sqlite3_bind_int64(st, 1, db->pend_rid);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)db->pend_first);
+    sqlite3_bind_int64(st, 3, n);
+    sqlite3_bind_int64(st, 4, db->pend_tmin);
+    sqlite3_bind_int64(st, 5, db->pend_tmax);
+    sqlite3_bind_blob(st, 6, db->pend, (int)(n * SAMPLE_BYTES), SQLITE_STATIC);
+    return run_simple(db, st, "put samples");
+}
+
+static int sq_put_sample(vps_db *vdb, int64_t rid, const vps_sample_row *row)
+{
+    sq_db *db = (sq_db *)vdb;
+    int rc;
+    if (db->npend && db->pend_rid != rid && (rc = flush_samples(db)) != VP_OK)
+        return rc;
+    if (db->npend && row->idx <= db->pend_last) {
+        vp_error("sqlite: run %lld: sample %llu put after %llu", (long long)rid,
+                 (unsigned long long)row->idx, (unsigned long long)db->pend_last);
+        return VP_EINVAL;
+    }
+    if (db->npend == 0) {
+        db->pend_rid = rid;
+        db->pend_first = row->idx;
+        db->pend_tmin = db->pend_tmax = row->t_ns;
+    }
+    uint8_t *p = db->pend + (size_t)db->npend * SAMPLE_BYTES;
+    put_u64(p, row->idx);
+    put_u64(p + 8, (uint64_t)row->t_ns);
+    put_u64(p + 16, row->rss_kb);
+    put_u64(p + 24, row->thread);
+    put_u64(p + 32, (uint64_t)row->stack_id);
+    db->pend_last = row->idx;
+    if (row->t_ns < db->pend_tmin)
+        db->pend_tmin = row->t_ns;
+    if (row->t_ns > db->pend_tmax)
+        db->pend_tmax = row->t_ns;
+    return ++db->npend == VP_SQLITE_BLOCK_SAMPLES ? flush_samples(db) : VP_OK;
 }
 
 static int sq_put_thread(vps_db *vdb, int64_t rid, uint64_t thread, int *is_new)
@@ -645,26 +837,124 @@ static int sq_each_name(vps_db *vdb, int64_t rid, vps_name_cb cb, void *ctx)
     return rc;
 }
 
+static uint64_t mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* count_stack adds one sample of stack id to the connection's counts (an
+ * open-addressing map kept at most half full; key stack id + 1, 0 = empty
+ * slot, so id -1 is counted apart in *minus1). */
+static int count_stack(sq_db *db, int64_t id, size_t *used, uint64_t *minus1)
+{
+    if (id == -1) {
+        (*minus1)++;
+        return VP_OK;
+    }
+    if ((*used + 1) * 2 > db->counts_cap) {
+        size_t cap = db->counts_cap ? db->counts_cap * 2 : 1024;
+        uint64_t *keys = vp_calloc(cap, sizeof(uint64_t));
+        uint64_t *vals = vp_malloc(cap * sizeof(uint64_t));
+        if (!keys || !vals) {
+            vp_free(keys);
+            vp_free(vals);
+            return VP_ENOMEM;
+        }
+        for (size_t i = 0; i < db->counts_cap; i++) {
+            if (!db->counts_keys[i])
+                continue;
+            size_t j = mix64(db->counts_keys[i]) & (cap - 1);
+            while (keys[j])
+                j = (j + 1) & (cap - 1);
+            keys[j] = db->counts_keys[i];
+            vals[j] = db->counts_vals[i];
+        }
+        vp_free(db->counts_keys);
+        vp_free(db->counts_vals);
+        db->counts_keys = keys, db->counts_vals = vals, db->counts_cap = cap;
+    }
+    uint64_t key = (uint64_t)id + 1;
+    size_t mask = db->counts_cap - 1, i = mix64(key) & mask;
+    while (db->counts_keys[i] && db->counts_keys[i] != key)
+        i = (i + 1) & mask;
+    if (!db->counts_keys[i]) {
+        db->counts_keys[i] = key;
+        db->counts_vals[i] = 0;
+        (*used)++;
+    }
+    db->counts_vals[i]++;
+    return VP_OK;
+}
+
+typedef struct stack_count {
+    int64_t id;
+    uint64_t n;
+} stack_count;
+
+static int cmp_stack_count(const void *a, const void *b)
+{
+    int64_t x = ((const stack_count *)a)->id, y = ((const stack_count *)b)->id;
+    return (x > y) - (x < y);
+}
+
+/* Every distinct stack with its sample count, in stack id order (as the
+ * GROUP BY of a row per sample gave them); a stack id without its stacks
+ * row is left out, as a join would. */
 static int sq_each_stack_count(vps_db *vdb, int64_t rid, vps_stack_count_cb cb, void *ctx)
 {
     sq_db *db = (sq_db *)vdb;
-    sqlite3_stmt *st = stmt(db, ST_EACH_STACK_COUNT);
-    if (!st)
-        return VP_EIO;
+    sqlite3_stmt *st = stmt(db, ST_EACH_STACK_COUNT), *get = stmt(db, ST_GET_STACK);
+    stack_count *list = NULL;
+    size_t used = 0, k = 0;
+    uint64_t minus1 = 0;
+    int rc = st && get ? flush_samples(db) : VP_EIO, s = SQLITE_DONE;
+    if (rc != VP_OK)
+        return rc;
+    if (db->counts_cap)
+        memset(db->counts_keys, 0, db->counts_cap * sizeof(uint64_t));
     sqlite3_bind_int64(st, 1, rid);
-    int rc = VP_OK, s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        uint32_t n = 0;
-        if ((rc = load_frames(db, sqlite3_column_blob(st, 1), sqlite3_column_bytes(st, 1), &n)) !=
-            VP_OK)
+    while (rc == VP_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        const uint8_t *data;
+        uint32_t n;
+        if ((rc = block_data(st, 0, 1, &data, &n)) != VP_OK)
             break;
-        if ((rc = cb(ctx, sqlite3_column_int64(st, 0), db->frames, n,
-                     (uint64_t)sqlite3_column_int64(st, 2))) != 0)
-            break;
+        for (uint32_t i = 0; i < n && rc == VP_OK; i++)
+            rc = count_stack(db, (int64_t)get_u64(data + (size_t)i * SAMPLE_BYTES + 32), &used,
+                             &minus1);
     }
     if (rc == VP_OK && s != SQLITE_DONE)
         rc = sql_fail(db, "stack counts");
     done(st);
+    if (rc == VP_OK && !(list = vp_malloc((used + 1) * sizeof(*list))))
+        rc = VP_ENOMEM;
+    if (rc == VP_OK) {
+        for (size_t i = 0; i < db->counts_cap; i++) {
+            if (db->counts_keys[i])
+                list[k++] = (stack_count){(int64_t)(db->counts_keys[i] - 1), db->counts_vals[i]};
+        }
+        if (minus1)
+            list[k++] = (stack_count){-1, minus1};
+        qsort(list, k, sizeof(*list), cmp_stack_count);
+    }
+    for (size_t i = 0; rc == VP_OK && i < k; i++) {
+        sqlite3_bind_int64(get, 1, rid);
+        sqlite3_bind_int64(get, 2, list[i].id);
+        s = sqlite3_step(get);
+        uint32_t n = 0;
+        if (s == SQLITE_ROW) {
+            rc = load_frames(db, sqlite3_column_blob(get, 0), sqlite3_column_bytes(get, 0), &n);
+            done(get);
+            if (rc == VP_OK)
+                rc = cb(ctx, list[i].id, db->frames, n, list[i].n);
+        } else {
+            done(get);
+            if (s != SQLITE_DONE)
+                rc = sql_fail(db, "get stack");
+        }
+    }
+    vp_free(list);
     return rc;
 }
 
@@ -675,22 +965,27 @@ static int sq_each_sample(vps_db *vdb, int64_t rid, int64_t from_ns, int64_t to_
     sqlite3_stmt *st = stmt(db, ST_EACH_SAMPLE);
     if (!st)
         return VP_EIO;
+    int rc = flush_samples(db), s = SQLITE_DONE;
+    if (rc != VP_OK)
+        return rc;
     sqlite3_bind_int64(st, 1, rid);
     sqlite3_bind_int64(st, 2, from_ns);
     sqlite3_bind_int64(st, 3, to_ns);
-    int rc = VP_OK, s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        vps_sample_row row = {
-            .idx = (uint64_t)sqlite3_column_int64(st, 0),
-            .t_ns = sqlite3_column_int64(st, 1),
-            .rss_kb = (uint64_t)sqlite3_column_int64(st, 2),
-            .thread = (uint64_t)sqlite3_column_int64(st, 3),
-            .stack_id = sqlite3_column_int64(st, 4),
-        };
-        if ((rc = cb(ctx, &row)) != 0)
+    while (rc == VP_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        const uint8_t *data;
+        uint32_t n;
+        if ((rc = block_data(st, 0, 1, &data, &n)) != VP_OK)
             break;
+        for (uint32_t i = 0; i < n; i++) {
+            vps_sample_row row;
+            decode_sample(data + (size_t)i * SAMPLE_BYTES, &row);
+            if (row.t_ns < from_ns || row.t_ns > to_ns)
+                continue;
+            if ((rc = cb(ctx, &row)) != 0)
+                break;
+        }
     }
-    if (rc == VP_OK && s != SQLITE_DONE)
+    if (rc == VP_OK && s != SQLITE_DONE && s != SQLITE_ROW)
         rc = sql_fail(db, "samples");
     done(st);
     return rc;

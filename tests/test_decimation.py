@@ -43,6 +43,15 @@ def test_long_profile_is_thinned_to_the_table_rate_and_stays_true(tmp_path: Path
             assert abs(100.0 * got_self.get(key, 0) / stored - share) < 0.5, key
         status, mem = http_json(f"{server.address}/api/runs/{run_id}/memory?buckets=100")
         assert max(p["max"] for p in mem["points"]) == truth["peak_rss_kb"]
+        # The run says it was thinned, against what the generator wrote: n
+        # samples every 5000 us; the relay halved the 200 Hz clock to the
+        # table's 100 Hz, so every 10000 us.
+        dec = run["decimation"]
+        assert dec == {"original_period_s": 0.005, "period_s": 0.01,
+                       "samples_before": n, "samples_after": stored}, dec
+        status, runs = http_json(f"{server.address}/api/runs")
+        assert status == 200
+        assert [r["decimation"] for r in runs["runs"] if r["id"] == run_id] == [dec]
     finally:
         for d in (relay, server):
             assert d.stop() == 0, d.log()[-2000:]
@@ -59,6 +68,7 @@ def test_young_profiles_keep_their_full_rate(tmp_path: Path) -> None:
         run_id = next(iter(runs_sent(loadgen(relay.address, profile, "--agents", "1"))))
         run = wait_for_run(server.address, run_id, timeout=120)
         assert run["samples"] == n
+        assert run["decimation"] is None, "a run stored whole says it was not thinned"
     finally:
         for d in (relay, server):
             assert d.stop() == 0, d.log()[-2000:]
@@ -100,6 +110,11 @@ def test_full_spool_thins_before_it_refuses(tmp_path: Path) -> None:
         assert run["status"] == "complete"
         assert 0 < run["samples"] < n
         assert run["peak_rss_kb"] == truth["peak_rss_kb"]
+        # Halved for room, perhaps more than once: the samples add up to
+        # what was written, and the period is at least twice the original.
+        dec = run["decimation"]
+        assert dec["samples_before"] == n and dec["samples_after"] == run["samples"], dec
+        assert dec["original_period_s"] == 0.005 and dec["period_s"] >= 0.01, dec
     finally:
         if sender.poll() is None:
             sender.kill()

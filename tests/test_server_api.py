@@ -42,7 +42,8 @@ READ = "read sekret;=%"
 class ApiServer:
     """vmpv-server on a free port, with the tokens in its environment."""
 
-    def __init__(self, tmp, admin=None, read=None, cache_mb=None):
+    def __init__(self, tmp, admin=None, read=None, cache_mb=None, kind=""):
+        self.kind = kind
         if not os.path.exists(SERVER_BIN):
             pytest.skip("no server binary at %s (set VMPV_BUILD)" % SERVER_BIN)
         env = dict(os.environ)
@@ -58,10 +59,15 @@ class ApiServer:
         self.cached = cache_mb != 0
         tmp.mkdir(parents=True, exist_ok=True)
         self.log = tmp / "server.log"
+        self.data = tmp / "data"
+        self.env = env
+        self.start()
+
+    def start(self):
         self.proc = subprocess.Popen(
-            [SERVER_BIN, "--listen", "127.0.0.1:0", "--data", str(tmp / "data"), "--web",
-             str(tmp / "no-web"), "--log-level", "info"],
-            stdout=subprocess.PIPE, stderr=open(self.log, "ab"), text=True, env=env)
+            [SERVER_BIN, "--listen", "127.0.0.1:0", "--data", str(self.data), "--web",
+             str(self.data.parent / "no-web"), "--log-level", "info"],
+            stdout=subprocess.PIPE, stderr=open(self.log, "ab"), text=True, env=self.env)
         line = self.proc.stdout.readline()
         if "listening on http://127.0.0.1:" not in line:
             self.proc.kill()
@@ -173,14 +179,30 @@ def tmp(tmp_path_factory):
     return tmp_path_factory.mktemp("api")
 
 
-@pytest.fixture(scope="module", params=["cached", "streamed"])
+@pytest.fixture(scope="module", params=["cached", "streamed", "summary"])
 def server(tmp, request):
-    """Every analysis answer twice: from the in-memory cache, and with the
-    cache off (VMPV_QUERY_CACHE_MB=0), streamed from the store per query."""
+    """Every analysis answer three times: from the in-memory cache, with the
+    cache off (VMPV_QUERY_CACHE_MB=0), streamed from the store per query,
+    and from summary files: the runs fixture restarts this server once its
+    runs are stored, so each run's first query maps DATA/rundata/ID.rd."""
     s = ApiServer(tmp / request.param, admin=ADMIN,
-                  cache_mb=None if request.param == "cached" else 0)
+                  cache_mb=0 if request.param == "streamed" else None, kind=request.param)
     yield s
     s.stop()
+
+
+def summary_file(server, rid):
+    return server.data / "rundata" / (rid + ".rd")
+
+
+def wait_summaries(server, ids, timeout=60):
+    """Until the server wrote every run's summary file (after the upload's
+    reply, by its cache warm-up)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while not all(summary_file(server, r).exists() for r in ids):
+        assert time.monotonic() < deadline, server.log.read_text()[-2000:]
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +237,7 @@ def runs(server, plain, plain2, lined, tmp):
     jumpy = tmp / "jumpy.dat"
     if not jumpy.exists():
         write_jumpy(jumpy)
-    return {
+    out = {
         "blocky": (put(server, blocky, project="api-syn"), blocky),
         "jumpy": (put(server, jumpy, project="api-syn"), jumpy),
         "plain": (put(server, plain, project="api"), plain),
@@ -224,6 +246,11 @@ def runs(server, plain, plain2, lined, tmp):
         "syn": (put(server, syn, project="api-syn"), syn),
         "syn6": (put(server, syn6, project="api-syn"), syn6),
     }
+    if server.kind == "summary":
+        wait_summaries(server, [rid for rid, _ in out.values()])
+        server.stop()
+        server.start()
+    return out
 
 
 def write_vmprof(path, samples, names, version=7, period_us=1000):
@@ -912,3 +939,150 @@ def test_concurrent_first_queries(server, tmp):
     tot, selfc, _, _ = cpu_truth(samples, range(len(samples)))
     tree = json.loads(first[urls[0]])
     assert flatten(tree["root"], ("total", "self")) == {p: (tot[p], selfc[p]) for p in tot}
+
+
+# ---- summary files ------------------------------------------------------------
+
+def test_summary_files_are_used_and_damaged_ones_rebuilt(tmp):
+    """A restarted server answers a run's first query from its summary file;
+    a cut file and one overwritten with garbage are refused, and the run is
+    read from the store again: the answers stay the truth's."""
+    path = tmp / "summary.dat"
+    if not path.exists():
+        write_profile(str(path), 20000, depth=5, functions=9, period_us=1000)
+    samples = samples_of(path)
+    tot, selfc, _, _ = cpu_truth(samples, range(len(samples)))
+    want = {p: (tot[p], selfc[p]) for p in tot}
+    peak = max(s.rss for s in samples)
+    s = ApiServer(tmp / "summary-files")
+    try:
+        rid = put(s, path, project="summary")
+        wait_summaries(s, [rid])
+        f = summary_file(s, rid)
+        size = f.stat().st_size
+        for damage in (None, "cut", "garbage"):
+            s.stop()
+            if damage == "cut":
+                with open(f, "r+b") as fh:
+                    fh.truncate(size // 2)
+            elif damage == "garbage":
+                with open(f, "r+b") as fh:
+                    fh.seek(512)  # past the head: the sections
+                    fh.write(b"\xff" * (size - 512))
+            before = len(s.log.read_text())
+            s.start()
+            base = s.base + "/api/runs/" + rid
+            assert flatten(get_json(base + "/tree")["root"], ("total", "self")) == want
+            mem = get_json(base + "/memory?buckets=7")
+            assert max(p["max"] for p in mem["points"]) == peak
+            assert sum(p["n"] for p in mem["points"]) == len(samples)
+            log = s.log.read_text()[before:]
+            from_file = "from its summary file" in log
+            assert from_file == (damage is None), log
+            assert ("is damaged" in log) == (damage == "garbage"), log
+            # Rebuilt from the store, the file is written again, whole.
+            wait_summaries(s, [rid])
+            assert f.stat().st_size == size
+    finally:
+        s.stop()
+
+
+def test_schema_1_database_is_upgraded(tmp):
+    """A SQLite store written by a server of schema version 1 (no thinning
+    columns) is upgraded in place: its run keeps every sample, reads as
+    never thinned, and new uploads work."""
+    import sqlite3
+    data = tmp / "schema1" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(data / "vmpv.sqlite"))
+    db.executescript("""
+        CREATE TABLE runs(rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+          project TEXT NOT NULL, function TEXT NOT NULL, host TEXT NOT NULL,
+          source TEXT NOT NULL, interp TEXT NOT NULL, tags TEXT NOT NULL, error TEXT,
+          status TEXT NOT NULL, pid INTEGER NOT NULL, period_us INTEGER NOT NULL,
+          version INTEGER NOT NULL, mode INTEGER NOT NULL, samples INTEGER NOT NULL,
+          peak_rss_kb INTEGER NOT NULL, threads INTEGER NOT NULL, start_us INTEGER NOT NULL,
+          end_us INTEGER NOT NULL, first_t_ns INTEGER NOT NULL, last_t_ns INTEGER NOT NULL,
+          next_seq INTEGER NOT NULL, bytes INTEGER NOT NULL, trailer INTEGER NOT NULL,
+          created_us INTEGER NOT NULL, updated_us INTEGER NOT NULL);
+        CREATE INDEX runs_by_start ON runs(start_us DESC, rid DESC);
+        CREATE INDEX runs_by_project ON runs(project, start_us DESC);
+        CREATE TABLE names(rid INTEGER NOT NULL, addr INTEGER NOT NULL,
+          name BLOB NOT NULL, PRIMARY KEY(rid, addr)) WITHOUT ROWID;
+        CREATE TABLE stacks(rid INTEGER NOT NULL, stack_id INTEGER NOT NULL,
+          frames BLOB NOT NULL, PRIMARY KEY(rid, stack_id));
+        CREATE TABLE samples(rid INTEGER NOT NULL, idx INTEGER NOT NULL,
+          t_ns INTEGER NOT NULL, rss_kb INTEGER NOT NULL, thread INTEGER NOT NULL,
+          stack_id INTEGER NOT NULL, PRIMARY KEY(rid, idx)) WITHOUT ROWID;
+        CREATE TABLE threads(rid INTEGER NOT NULL, thread INTEGER NOT NULL,
+          PRIMARY KEY(rid, thread)) WITHOUT ROWID;
+        PRAGMA user_version = 1;
+    """)
+    rid = "ab" * 16
+    db.execute("INSERT INTO runs VALUES(1, ?, 'old', 'main', 'h', 'upload', 'cpython', '{}',"
+               " NULL, 'complete', 1, 1000, 7, 1, 3, 300, 1, 1764000000000000,"
+               " 1764000001000000, 0, 2000000, 0, 0, 1, 1764000000000000, 1764000000000000)",
+               (rid,))
+    db.execute("INSERT INTO names VALUES(1, 4096, ?)", (b"py:outer:1:/x.py",))
+    db.execute("INSERT INTO names VALUES(1, 8192, ?)", (b"py:inner:5:/x.py",))
+    db.execute("INSERT INTO stacks VALUES(1, 11, ?)", (struct.pack("<Q", 4096),))
+    db.execute("INSERT INTO stacks VALUES(1, 12, ?)", (struct.pack("<QQ", 4096, 8192),))
+    for idx, (t, rss, stack) in enumerate([(0, 100, 11), (1000000, 300, 12), (2000000, 200, 12)]):
+        db.execute("INSERT INTO samples VALUES(1, ?, ?, ?, 7, ?)", (idx, t, rss, stack))
+    db.execute("INSERT INTO threads VALUES(1, 7)")
+    db.commit()
+    db.close()
+    s = ApiServer(tmp / "schema1")
+    try:
+        run = get_json(s.base + "/api/runs/" + rid)
+        assert run["samples"] == 3 and run["peak_rss_kb"] == 300
+        assert run["decimation"] is None
+        fn = funcs_of(get_json(s.base + "/api/runs/%s/functions" % rid), ("self", "total"))
+        assert fn == {("outer", "/x.py", 1): (1, 3), ("inner", "/x.py", 5): (2, 2)}
+        status, _, body = upload(s.base, (tmp / "summary.dat").read_bytes()
+                                 if (tmp / "summary.dat").exists()
+                                 else synthetic(tmp / "s1.dat", 100).read_bytes())
+        assert status == 201, body
+    finally:
+        s.stop()
+    db = sqlite3.connect(str(data / "vmpv.sqlite"))
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'samples'").fetchone()[0] == 0
+    db.close()
+
+
+# ---- decimation notes in uploads ------------------------------------------------
+
+def test_thinning_notes_make_the_decimation_object(tmp):
+    """vmpv.thinned META records (proto/PROTOCOL.md) in a profile become the
+    run's "decimation": the header's period, the coarsest period x factor,
+    and the whole run's samples before and after; a malformed record and
+    other META keys are ignored."""
+    path = tmp / "thinned.dat"
+    write_vmprof(path, [([0x100, 0x200], 1000 + i, i * 4000000) for i in range(50)],
+                 {0x100: b"py:a:1:/t.py", 0x200: b"py:b:2:/t.py"}, period_us=1000)
+    data = path.read_bytes()
+    body, trailer = data[:-25], data[-25:]
+
+    def meta(k, v):
+        return b"\x07" + struct.pack("<q", len(k)) + k + struct.pack("<q", len(v)) + v
+
+    body += meta(b"vmpv.thinned", b"factor=4 period_us=1000 samples_in=160 samples_out=40")
+    body += meta(b"vmpv.thinned", b"factor=2 reason=spool-full samples_in=20 samples_out=10")
+    body += meta(b"vmpv.thinned", b"factor=x period_us=1000 samples_in=9 samples_out=1")
+    body += meta(b"other", b"factor=1000 samples_in=100000 samples_out=1")
+    path.write_bytes(body + trailer)
+    s = ApiServer(tmp / "thinned")
+    try:
+        rid = put(s, path, project="thinned")
+        run = get_json(s.base + "/api/runs/" + rid)
+        assert run["samples"] == 50
+        assert run["decimation"] == {"original_period_s": 0.001, "period_s": 0.004,
+                                     "samples_before": 50 + 120 + 10, "samples_after": 50}
+        listed = [r for r in get_json(s.base + "/api/runs")["runs"] if r["id"] == rid]
+        assert listed[0]["decimation"] == run["decimation"]
+        plain_id = put(s, tmp / "summary.dat" if (tmp / "summary.dat").exists()
+                       else synthetic(tmp / "t1.dat", 100), project="plain")
+        assert get_json(s.base + "/api/runs/" + plain_id)["decimation"] is None
+    finally:
+        s.stop()
