@@ -114,6 +114,7 @@ function makeRun(meta, opts) {
     bytes: samples.length * 60,
     t_end_s: tEnd,
   };
+  if (meta.decimation) run.decimation = meta.decimation;
   return { run, samples };
 }
 
@@ -121,7 +122,11 @@ const hex = (n) => n.toString(16).padStart(32, "0");
 const ago = (s) => new Date(Date.now() - s * 1000).toISOString();
 const RUNS = [
   makeRun(
-    { id: "0123456789abcdef0123456789abcdef", project: "demo project", function: "demo.main", start_time: ago(95) },
+    {
+      id: "0123456789abcdef0123456789abcdef", project: "demo project", function: "demo.main", start_time: ago(95),
+      // As if the relay had kept 1 in 4 samples of a 1.25 ms profile.
+      decimation: { original_period_s: 0.00125, period_s: 0.005, samples_before: 16000, samples_after: 4000 },
+    },
     { seed: 1, n: 4000, period: 0.005, file: "/srv/app/demo.py" },
   ),
   makeRun(
