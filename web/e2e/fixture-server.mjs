@@ -530,7 +530,22 @@ const server = createServer((req, res) => {
     const A = byId.get(qp.get("a") ?? "");
     const B = byId.get(qp.get("b") ?? "");
     if (!A || !B) return send(res, 404, { error: "no such run" });
-    return send(res, 200, diff(view(A), view(B)));
+    // Each run's window: a_from/a_to, b_from/b_to, as ?from=&to= elsewhere.
+    const side = (entry, k) => {
+      const q = new URLSearchParams();
+      for (const e of ["from", "to"]) if (qp.has(`${k}_${e}`)) q.set(e, qp.get(`${k}_${e}`));
+      const [w, err] = windowOf(q);
+      if (err) return [null, `${k}_${err}`];
+      const v = view(entry);
+      return [{ run: v.run, samples: v.samples.filter(w.keep), from: w.from ?? 0, to: w.to ?? v.run.t_end_s }, null];
+    };
+    const [va, ea] = side(A, "a");
+    const [vb, eb] = side(B, "b");
+    if (ea || eb) return send(res, 400, { error: ea ?? eb });
+    const body = diff(va, vb);
+    Object.assign(body.a, { from: va.from, to: va.to });
+    Object.assign(body.b, { from: vb.from, to: vb.to });
+    return send(res, 200, body);
   }
   if ((m = /^\/api\/runs\/([^/]+)(\/[a-z]+)?$/.exec(p))) {
     const entry = byId.get(m[1]);
