@@ -79,6 +79,7 @@ export class FlameGraph<N extends FrameNode = FrameNode> {
   private rects: Rect<N>[] = [];
   private rows: Rect<N>[][] = [];
   private width = 0;
+  private dpr = 0;
   private height = 0;
   private ctx: CanvasRenderingContext2D | null = null;
   private mirrorTimer = 0;
@@ -138,8 +139,22 @@ export class FlameGraph<N extends FrameNode = FrameNode> {
   }
 
   resize(width: number): void {
+    const dpr = window.devicePixelRatio || 1;
+    // The first drawing may have been forced already (fitWidth): no second layout for the same size.
+    if (width === this.width && dpr === this.dpr) return;
     this.width = width;
+    this.dpr = dpr;
     this.layout();
+  }
+
+  /**
+   * Measure the box and draw now, in this task, instead of at the next
+   * resize observation (which waits for the whole page's layout). For the
+   * first drawing of a graph just put in the page.
+   */
+  fitWidth(): void {
+    const w = Math.floor(this.element.clientWidth);
+    if (w > 0) this.resize(w);
   }
 
   zoom(node: N): void {

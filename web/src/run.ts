@@ -4,7 +4,7 @@
 // its views refresh in place.
 
 import { ApiError, collapsedUrl, getRun, speedscopeUrl, type RunDetail, type Window } from "./api.ts";
-import { cpuView, type View } from "./cpu.ts";
+import { cpuView, prefetchCpu, type View } from "./cpu.ts";
 import { el, statusBadge } from "./dom.ts";
 import { ago, absoluteTime, count, decimationText, duration, hz, mib, period, seconds } from "./format.ts";
 import { growthView } from "./growth.ts";
@@ -32,6 +32,8 @@ function roundT(t: number): string {
 
 export async function renderRun(root: HTMLElement, id: string): Promise<void> {
   root.replaceChildren(el("p", { class: "muted loading" }, "Loading run…"));
+  // Opening on the CPU view: ask for its tree now, not after the run's details.
+  if (location.hash === "#cpu") prefetchCpu(id, rangeFromSearch(location.search));
   let run: RunDetail;
   try {
     run = await getRun(id);
