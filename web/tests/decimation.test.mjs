@@ -49,3 +49,21 @@ test("period units", () => {
   assert.equal(period(0), "–");
   assert.equal(period(Number.POSITIVE_INFINITY), "–");
 });
+
+test("count groups thousands as en-US does (without Intl)", async () => {
+  const { count } = await import("../.test-build/format.js");
+  for (const v of [0, 1, 12, 123, 999, 1000, 1234, 12345, 123456, 1234567, 10000000, 987654321012, -1, -1234, -999999, 2.5, 1234.4, 1e15]) {
+    assert.equal(count(v), Math.round(v).toLocaleString("en-US"), String(v));
+  }
+});
+
+test("absolute times: local, with the offset, and the ISO instant", async () => {
+  const { absoluteTime } = await import("../.test-build/format.js");
+  const iso = "2026-11-25T15:27:00.438Z";
+  const s = absoluteTime(iso);
+  const d = new Date(iso);
+  const p = (v) => String(v).padStart(2, "0");
+  assert.ok(s.startsWith(`${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())} UTC`), s);
+  assert.ok(s.endsWith(`(${iso})`), s);
+  assert.equal(absoluteTime("not a date"), "not a date");
+});
