@@ -105,58 +105,7 @@ def fmt(v: float) -> str:
     return "-" if v != v else (f"{v:.0f}" if v >= 100 else f"{v:.1f}")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--samples", type=int, default=10_000_000)
-    ap.add_argument("--depth", type=int, default=8,
-                    help="stack depth (default 8: 10M samples then fit the server's 1 GiB upload limit)")
-    ap.add_argument("--paths", type=int, default=0,
-                    help="make_profile.py --paths: K random call paths (a wide tree); 0 = its small cyclic tree")
-    ap.add_argument("--repeat", type=int, default=5, help="server restarts (cold opens)")
-    ap.add_argument("--warm", type=int, default=3, help="warm opens after each cold one")
-    ap.add_argument("--zooms", type=int, default=60, help="zooms in the last open of each repetition")
-    ap.add_argument("--profile", help="use this vmprof file instead of generating one")
-    ap.add_argument("--web", default=str(ROOT / "web" / "dist"), help="built web UI the server serves")
-    ap.add_argument("--keep", action="store_true", help="keep the server's data directory")
-    args = ap.parse_args()
-    warn_if_sanitized()
-    if not (Path(args.web) / "index.html").exists():
-        raise BenchError(f"{args.web}/index.html is missing: npm run build in web/")
-    prof = cached_profile(args)
-    tmp = Path(tempfile.mkdtemp(prefix="vmpv-bench-browser-"))
-    srv_args = ["--listen", "127.0.0.1:0", "--data", str(tmp / "server"), "--web", args.web, "--log-level", "warn"]
-    server = start_daemon("vmpv-server", srv_args, tmp / "server-run")
-    try:
-        url = server_url(server)
-        run, up_s = upload(url, prof)
-        info = get_json(f"{url}/api/runs/{run}")
-        print(f"# stored {info['samples']:,} samples ({prof.stat().st_size / 1e6:.0f} MB) as run {run} "
-              f"in {up_s:.1f} s; status {info['status']}", flush=True)
-        tree = get_json(f"{url}/api/runs/{run}/tree")
-
-        def count(n):
-            return 1 + sum(count(c) for c in n.get("children", []))
-        print(f"# /tree: {count(tree['root']):,} nodes{' (cut by max_nodes)' if tree.get('truncated') else ''}", flush=True)
-
-        reps = []
-        for r in range(args.repeat):
-            server.stop()
-            server = start_daemon("vmpv-server", srv_args, tmp / "server-run")
-            url = server_url(server)
-            res = browser(url, run, 1 + args.warm, args.zooms)
-            reps.append(res)
-            o = res["opens"]
-            warm_ms = ", ".join(f"{x['flame_ms']:.0f}" for x in o[1:])
-            print(f"# repetition {r + 1}: flame drawn cold {o[0]['flame_ms']:.0f} ms, warm {warm_ms} ms; "
-                  f"load {os.getloadavg()[0]:.2f}", flush=True)
-            for x in o:
-                if x.get("errors"):
-                    raise BenchError(f"page errors: {x['errors']}")
-    finally:
-        server.stop()
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-
+def report(reps: list, info: dict, nodes: int) -> None:
     cold = [rep["opens"][0] for rep in reps]
     warm = [o for rep in reps for o in rep["opens"][1:]]
 
@@ -181,7 +130,7 @@ def main() -> int:
                      fmt(median(api(opens, "/functions"))),
                      fmt(median([o["first_layout_ms"] for o in opens]))])
     print()
-    print(f"run: {info['samples']:,} samples, /tree {count(tree['root']):,} nodes; browser cache empty at every open")
+    print(f"run: {info['samples']:,} samples, /tree {nodes:,} nodes; browser cache empty at every open")
     print(table(["open", "n", "flame drawn ms (median)", "max", "table shown ms", "GET run ms",
                  "/tree sent at ms", "/tree ms", "/functions ms", "first layout+paint ms"], rows))
 
@@ -199,6 +148,77 @@ def main() -> int:
         print(f"zoom redraws ({len(zs)}; frames drawn per redraw: median {median([z['frames'] for z in zs]):.0f}, "
               f"max {max(z['frames'] for z in zs)})")
         print(table(["ms per redraw", "n", "median", "p90", "max", "medians per repetition"], rows))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=10_000_000)
+    ap.add_argument("--depth", type=int, default=8,
+                    help="stack depth (default 8: 10M samples then fit the server's 1 GiB upload limit)")
+    ap.add_argument("--paths", type=int, default=0,
+                    help="make_profile.py --paths: K random call paths (a wide tree); 0 = its small cyclic tree")
+    ap.add_argument("--repeat", type=int, default=5, help="server restarts (cold opens)")
+    ap.add_argument("--warm", type=int, default=3, help="warm opens after each cold one")
+    ap.add_argument("--zooms", type=int, default=60, help="zooms in the last open of each repetition")
+    ap.add_argument("--profile", help="use this vmprof file instead of generating one")
+    ap.add_argument("--web", action="append", metavar="[LABEL=]DIR",
+                    help="built web UI the server serves (default web/dist); give several to compare "
+                         "UIs: each repetition then runs each of them, in turn, on a freshly started server")
+    ap.add_argument("--keep", action="store_true", help="keep the server's data directory")
+    ap.add_argument("--json", metavar="FILE", help="also write every measurement to FILE")
+    args = ap.parse_args()
+    warn_if_sanitized()
+    webs = []
+    for w in args.web or [str(ROOT / "web" / "dist")]:
+        label, _, d = w.rpartition("=")
+        d = str(Path(d).resolve())  # the server runs in another directory
+        if not (Path(d) / "index.html").exists():
+            raise BenchError(f"{d}/index.html is missing: npm run build in web/")
+        webs.append((label or ("web/dist" if len(args.web or []) < 2 else d), d))
+    prof = cached_profile(args)
+    tmp = Path(tempfile.mkdtemp(prefix="vmpv-bench-browser-"))
+
+    def srv_args(web: str) -> list:
+        return ["--listen", "127.0.0.1:0", "--data", str(tmp / "server"), "--web", web, "--log-level", "warn"]
+    server = start_daemon("vmpv-server", srv_args(webs[0][1]), tmp / "server-run")
+    try:
+        url = server_url(server)
+        run, up_s = upload(url, prof)
+        info = get_json(f"{url}/api/runs/{run}")
+        print(f"# stored {info['samples']:,} samples ({prof.stat().st_size / 1e6:.0f} MB) as run {run} "
+              f"in {up_s:.1f} s; status {info['status']}", flush=True)
+        tree = get_json(f"{url}/api/runs/{run}/tree")
+
+        def count(n):
+            return 1 + sum(count(c) for c in n.get("children", []))
+        print(f"# /tree: {count(tree['root']):,} nodes{' (cut by max_nodes)' if tree.get('truncated') else ''}", flush=True)
+
+        reps = {label: [] for label, _ in webs}
+        for r in range(args.repeat):
+            for label, web in webs:
+                server.stop()
+                server = start_daemon("vmpv-server", srv_args(web), tmp / "server-run")
+                url = server_url(server)
+                res = browser(url, run, 1 + args.warm, args.zooms)
+                reps[label].append(res)
+                o = res["opens"]
+                warm_ms = ", ".join(f"{x['flame_ms']:.0f}" for x in o[1:])
+                print(f"# repetition {r + 1}{f' [{label}]' if len(webs) > 1 else ''}: flame drawn cold "
+                      f"{o[0]['flame_ms']:.0f} ms, warm {warm_ms} ms; load {os.getloadavg()[0]:.2f}", flush=True)
+                for x in o:
+                    if x.get("errors"):
+                        raise BenchError(f"page errors: {x['errors']}")
+    finally:
+        server.stop()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    if args.json:
+        Path(args.json).write_text(json.dumps({"run": run, "samples": info["samples"], "reps": reps}))
+    for label, _ in webs:
+        if len(webs) > 1:
+            print(f"\n== UI {label}")
+        report(reps[label], info, count(tree["root"]))
     print()
     print(f"upload (POST /api/v1/upload, {prof.stat().st_size / 1e6:.0f} MB): {up_s:.1f} s")
     print(f"machine: {machine()}")

@@ -446,10 +446,15 @@ export class FlameGraph<N extends FrameNode = FrameNode> {
   }
 
   private onClick(e: MouseEvent): void {
-    const r = this.hit(e);
+    // One measurement of the canvas: a zoom changes its height, not its
+    // position, and measuring again would force the page's layout right away.
+    const b = this.canvas.getBoundingClientRect();
+    const x = e.clientX - b.left;
+    const y = e.clientY - b.top;
+    const r = this.rectAt(x, y);
     if (!r) return;
     this.activate(r.node);
-    const again = this.hit(e);
+    const again = this.rectAt(x, y);
     this.setHover(again);
     if (again) placeTooltip(this.tooltip, e.clientX, e.clientY);
   }
