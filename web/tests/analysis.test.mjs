@@ -214,3 +214,19 @@ test("compare windows: read from the URL, written back, swapped", async () => {
   assert.ok(sameWindow({ from: 1, to: 2 }, { from: 1, to: 2 }));
   assert.ok(!sameWindow({ from: 1 }, { from: 1, to: 2 }));
 });
+
+test("fromApiTree labels: one string per distinct frame, escaped, distinct by file and line", () => {
+  const N = (name, file, line, total, children = []) => ({ name, file, line, total, self: 0, children });
+  const api = N("all", "", 0, 6, [
+    N("f;g", "/a.py", 1, 3, [N("h", "/a.py", 2, 2), N("h", "/b.py", 2, 1)]),
+    N("h", "/a.py", 3, 3, [N("f;g", "/a.py", 1, 3, [N("h", "/a.py", 2, 3)])]),
+  ]);
+  const root = fromApiTree(api, (a) => a.total, (a) => a.self);
+  const names = [];
+  const walk = (n) => {
+    names.push(n.name);
+    n.children.forEach(walk);
+  };
+  walk(root);
+  assert.deepEqual(names, ["all", "f_g (/a.py:1)", "h (/a.py:2)", "h (/b.py:2)", "h (/a.py:3)", "f_g (/a.py:1)", "h (/a.py:2)"]);
+});
