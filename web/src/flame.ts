@@ -120,7 +120,8 @@ export class FlameGraph<N extends FrameNode = FrameNode> {
   setTree(root: N): void {
     const old = this.focus;
     this.root = root;
-    this.heat = selfByFrame(root);
+    // The default colouring's heat; a view with its own colours does not need it.
+    this.heat = this.opt.colour ? new Map() : selfByFrame(root);
     this.maxHeat = Math.max(1, ...this.heat.values());
     this.canvas.dataset.rootTotal = String(root.total);
     this.focus = (old ? followZoom(old, root) : root) as N;

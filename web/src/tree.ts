@@ -81,8 +81,14 @@ export function sortTree(root: FrameNode): FrameNode {
   const todo = [root];
   while (todo.length) {
     const n = todo.pop()!;
-    if (n.children.length > 1) n.children.sort(byTotal);
-    for (const c of n.children) todo.push(c);
+    const k = n.children;
+    if (k.length > 1) {
+      // The server's trees come sorted already: check (one pass) before sorting.
+      let sorted = true;
+      for (let i = 1; i < k.length && sorted; i++) sorted = byTotal(k[i - 1], k[i]) <= 0;
+      if (!sorted) k.sort(byTotal);
+    }
+    for (const c of k) todo.push(c);
   }
   return root;
 }
