@@ -7,16 +7,23 @@ The stacks cycle through a small call tree of F functions (depth D), RSS
 ramps up and down, the sample clock advances by the period: every count is
 known from the arguments.
 
-  make_profile.py OUT --samples N [--depth D] [--functions F] [--period-us P]
+With --paths K the stacks are instead K random call paths (depth D, drawn
+with --seed), picked with Zipf-like weights 1/(k+1): a few hot paths and a
+long tail, i.e. a wide call tree (K = 50000 gives ~10^5 tree nodes) as a
+flame graph meets in a real program. Counts are then known from the seed.
+
+  make_profile.py OUT --samples N [--depth D] [--functions F] [--period-us P] [--paths K --seed S]
 """
 from __future__ import annotations
 
 import argparse
+import bisect
+import random
 import struct
 
 
 def write_profile(path: str, samples: int, depth: int = 12, functions: int = 40,
-                  period_us: int = 10000) -> None:
+                  period_us: int = 10000, paths: int = 0, seed: int = 7) -> None:
     base = 0x7F0000000000
     addrs = [base + 0x100 * (i + 1) for i in range(functions)]
     with open(path, "wb") as f:
@@ -27,7 +34,21 @@ def write_profile(path: str, samples: int, depth: int = 12, functions: int = 40,
         for k, v in ((b"os", b"linux"), (b"bits", b"64")):
             w(b"\x07" + struct.pack("<q", len(k)) + k + struct.pack("<q", len(v)) + v)
         record = struct.Struct("<Bqq%dqqqq" % depth)
-        for i in range(samples):
+        if paths > 0:
+            rnd = random.Random(seed)
+            heads = []
+            for _ in range(paths):
+                frames = [addrs[0]] + [addrs[1 + int(rnd.random() ** 2 * (functions - 1))] for _ in range(depth - 1)]
+                heads.append(struct.pack("<Bqq%dqq" % depth, 1, 1, depth, *reversed(frames), 0x7F00DEAD0000))
+            cum, acc = [], 0.0
+            for k in range(paths):
+                acc += 1.0 / (k + 1)
+                cum.append(acc)
+            tail = struct.Struct("<qq")
+            pick, rand = bisect.bisect_left, rnd.random
+            for i in range(samples):
+                w(heads[min(paths - 1, pick(cum, rand() * acc))] + tail.pack(50_000 + (i % 1000) * 10, i * period_us * 1000))
+        for i in range(samples if paths <= 0 else 0):
             # root first: main, then a path chosen by i through the functions
             frames = [addrs[0]] + [addrs[1 + (i * (j + 3) + j) % (functions - 1)] for j in range(depth - 1)]
             rss = 50_000 + (i % 1000) * 10
@@ -45,8 +66,10 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=12)
     ap.add_argument("--functions", type=int, default=40)
     ap.add_argument("--period-us", type=int, default=10000)
+    ap.add_argument("--paths", type=int, default=0, help="K random call paths with Zipf-like weights instead of the cycle")
+    ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
-    write_profile(a.out, a.samples, a.depth, a.functions, a.period_us)
+    write_profile(a.out, a.samples, a.depth, a.functions, a.period_us, a.paths, a.seed)
 
 
 if __name__ == "__main__":

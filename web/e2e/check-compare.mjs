@@ -6,12 +6,16 @@
 //   node web/e2e/check-compare.mjs --base URL --a RUNID --b RUNID --expect FILE.json --out DIR
 //
 // A must be the older run (the list page puts the older one first: before).
+// Then time windows: one dragged on A's chart, one typed for B, the arrow keys,
+// a bad window, "Whole run", Back and Swap; each time the URL holds the
+// windows and what the page shows is /api/diff's answer for them (and the
+// window's sample count is /functions' for the same window).
 // FILE.json: {"a": {"samples"}, "b": {"samples"},
 //             "functions": [{"name", "file", "line", "a_total", "b_total", "a_self", "b_self"}, ...]}
 // with the functions whose share changed most.
 
 import { readFileSync } from "node:fs";
-import { check, clickFrame, dataset, hoverFrame, fail, flameReady, near, ok, parseArgs, pixelAt, topFrames, usage, waitFor, withBrowser } from "./lib.mjs";
+import { api, check, clickFrame, dataset, hoverFrame, fail, flameReady, near, ok, parseArgs, pixelAt, topFrames, usage, waitFor, withBrowser } from "./lib.mjs";
 
 const USAGE = "node check-compare.mjs --base URL --a RUNID --b RUNID --expect FILE.json --out DIR";
 const args = parseArgs(process.argv.slice(2), ["base", "a", "b", "expect", "out"], USAGE);
@@ -137,4 +141,198 @@ await withBrowser(args.out, async (page, { shot }) => {
     `after swap, ${first.name}: ${JSON.stringify(swapped)}`,
   );
   ok("comparison done");
+
+  await timeWindows(page, shot);
 });
+
+/** The URL's windows, as /api/diff's query. */
+function urlWindows(page) {
+  const q = new URL(page.url()).searchParams;
+  const out = new URLSearchParams();
+  for (const k of ["a_from", "a_to", "b_from", "b_to"]) if (q.has(k)) out.set(k, q.get(k));
+  return out;
+}
+
+/** Wait until the page shows the diff of the URL's windows, then compare it with the API's answer. */
+async function diffMatchesApi(page, what) {
+  const q = urlWindows(page).toString();
+  await waitFor(
+    page,
+    (want) => {
+      const v = document.querySelector('[data-testid="diff-view"]');
+      return v && v.dataset.query === want && !v.hasAttribute("data-loading");
+    },
+    q,
+    `the comparison of ${q || "the whole runs"} did not show`,
+  );
+  const d = await api(base, `/api/diff?a=${args.a}&b=${args.b}${q ? `&${q}` : ""}`);
+  const ca = await dataset(page.locator('[data-testid="compare-a"]'));
+  const cb = await dataset(page.locator('[data-testid="compare-b"]'));
+  check(
+    Number(ca.samples) === d.a.samples && Number(cb.samples) === d.b.samples,
+    `${what}: A ${d.a.samples} samples, B ${d.b.samples} (as /api/diff?${q || "…"} says)`,
+    `${what}: cards say ${ca.samples} / ${cb.samples} samples, the API ${d.a.samples} / ${d.b.samples}`,
+  );
+  // Independent of the diff: the same windows' sample counts from /functions.
+  const fq = (k) => {
+    const o = new URLSearchParams();
+    for (const e of ["from", "to"]) if (urlWindows(page).has(`${k}_${e}`)) o.set(e, urlWindows(page).get(`${k}_${e}`));
+    return o.toString();
+  };
+  const fa = await api(base, `/api/runs/${args.a}/functions${fq("a") ? `?${fq("a")}` : ""}`);
+  const fb = await api(base, `/api/runs/${args.b}/functions${fq("b") ? `?${fq("b")}` : ""}`);
+  check(
+    fa.samples === d.a.samples && fb.samples === d.b.samples,
+    `${what}: /functions of the same windows counts the same samples`,
+    `${what}: /functions counts ${fa.samples} / ${fb.samples}, /api/diff ${d.a.samples} / ${d.b.samples}`,
+  );
+  const rows = await diffRows(page);
+  const key = (f) => `${f.name}\0${f.file}\0${f.line}`;
+  const shown = new Map(rows.map((r) => [key(r), r]));
+  const bad = d.functions.filter((f) => {
+    const r = shown.get(key(f));
+    return !r || r.a_total !== f.a_total || r.b_total !== f.b_total || r.a_self !== f.a_self || r.b_self !== f.b_self || !near(r.delta, f.delta_total_pct, 0.001);
+  });
+  check(
+    rows.length === d.functions.length && bad.length === 0,
+    `${what}: the table's ${rows.length} functions are the API's (biggest change ${d.functions[0] ? `${d.functions[0].name} ${d.functions[0].delta_total_pct.toFixed(2)} pp` : "none"})`,
+    `${what}: ${rows.length} rows shown, ${d.functions.length} in the API; differing: ${JSON.stringify(bad.slice(0, 3))}`,
+  );
+  // The graph's first level is the API tree's.
+  await flameReady(page, "diff");
+  const top = await topFrames(page, "diff");
+  const kids = (d.root.children ?? []).filter((c) => c.a_total + c.b_total > 0);
+  const sameTop = kids.every((c) => top.some((t) => t.fn === c.name && Number(t.aTotal) === c.a_total && Number(t.bTotal) === c.b_total));
+  check(
+    sameTop && top.length <= kids.length,
+    `${what}: the graph's top frames have the API tree's counts (${top.map((t) => `${t.fn} ${t.aTotal}→${t.bTotal}`).join(", ")})`,
+    `${what}: graph top frames ${JSON.stringify(top.map((t) => [t.fn, t.aTotal, t.bTotal]))}, API ${JSON.stringify(kids.map((c) => [c.name, c.a_total, c.b_total]))}`,
+  );
+  return d;
+}
+
+async function timeWindows(page, shot) {
+  await page.goto(`${base}/runs/${args.a}/compare/${args.b}`);
+  await waitFor(page, () => document.querySelector('[data-testid="compare-a-chart"]')?.dataset.loaded === "1", null, "A's window chart did not load");
+  const picker = (w) => page.locator(`[data-testid="compare-${w}-window"]`);
+  const pa0 = await dataset(picker("a"));
+  const endA = Number(pa0.end);
+  check(pa0.from === "" && pa0.to === "" && endA > 0, `each run starts as a whole run (A: 0 – ${endA} s)`, `A's window at start: ${JSON.stringify(pa0)}`);
+
+  // Drag across the middle of A's chart.
+  const chart = page.locator('[data-testid="compare-a-chart"]');
+  await chart.scrollIntoViewIfNeeded();
+  const box = await chart.boundingBox();
+  const y = box.y + box.height / 3;
+  await page.mouse.move(box.x + box.width * 0.25, y);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.45, y, { steps: 4 });
+  await page.mouse.move(box.x + box.width * 0.7, y, { steps: 4 });
+  await page.mouse.up();
+  await page.waitForURL(/a_from=.*a_to=/);
+  const pa = await dataset(picker("a"));
+  const ua = urlWindows(page);
+  const fromA = Number(pa.from);
+  const toA = Number(pa.to);
+  check(
+    Number(ua.get("a_from")) === fromA && Number(ua.get("a_to")) === toA && near(fromA, endA * 0.25, endA * 0.03) && near(toA, endA * 0.7, endA * 0.03),
+    `dragging over A's chart picks ${fromA} – ${toA} s (about 25% – 70% of ${endA} s) and puts it in the URL (${ua})`,
+    `after the drag: picker ${JSON.stringify(pa)}, URL ${ua}, run end ${endA}`,
+  );
+  const fromVal = await page.locator('[data-testid="compare-a-from"]').inputValue();
+  const toVal = await page.locator('[data-testid="compare-a-to"]').inputValue();
+  check(Number(fromVal) === fromA && Number(toVal) === toA, `and in A's from / to fields (${fromVal}, ${toVal})`, `A's fields say ${fromVal} / ${toVal}`);
+  const dA = await diffMatchesApi(page, "A's window");
+  check(dA.a.samples < aN && dA.b.samples === bN, `A's window holds ${dA.a.samples} of its ${aN} samples; B is whole`, `A's window: ${dA.a.samples} of ${aN}, B ${dA.b.samples} of ${bN}`);
+
+  // B's window typed, from the keyboard only.
+  const pb0 = await dataset(picker("b"));
+  const endB = Number(pb0.end);
+  const bFrom = Number((endB * 0.1).toFixed(3));
+  const bTo = Number((endB * 0.5).toFixed(3));
+  await page.locator('[data-testid="compare-b-from"]').focus();
+  await page.keyboard.type(String(bFrom));
+  await page.keyboard.press("Tab");
+  check(
+    (await page.evaluate(() => document.activeElement?.dataset?.testid)) === "compare-b-to",
+    "Tab goes from B's start field to its end field",
+    "Tab from B's start field went elsewhere",
+  );
+  await page.keyboard.type(String(bTo));
+  await page.keyboard.press("Enter");
+  await page.waitForURL(/b_from=.*b_to=/);
+  const ub = urlWindows(page);
+  check(
+    Number(ub.get("b_from")) === bFrom && Number(ub.get("b_to")) === bTo && Number(ub.get("a_from")) === fromA,
+    `typing ${bFrom} and ${bTo} s for B (Enter) adds them to the URL, A's window kept (${ub})`,
+    `after typing B's window the URL has ${ub}`,
+  );
+  const dB = await diffMatchesApi(page, "both windows");
+  await shot("compare-window.png");
+
+  // A bad window is refused where it was typed; nothing changes.
+  const before = page.url();
+  await page.locator('[data-testid="compare-b-to"]').fill(String(bFrom / 2));
+  await page.locator('[data-testid="compare-b-to"]').press("Enter");
+  const err = page.locator('[data-testid="compare-b-window-error"]');
+  await waitFor(page, () => document.querySelector('[data-testid="compare-b-window-error"]')?.textContent, null, "an end before the start was not refused");
+  check(
+    page.url() === before && (await page.locator('[data-testid="compare-b-to"]').getAttribute("aria-invalid")) === "true",
+    `an end before the start is refused: "${await err.textContent()}"`,
+    `a bad window changed the URL to ${page.url()}`,
+  );
+
+  // The link is shareable: a fresh load shows the same windows and the same diff.
+  const link = page.url();
+  await page.goto(link);
+  await waitFor(page, () => document.querySelector('[data-testid="compare-b-window"]'), null, "the shared link did not render");
+  const sa = await dataset(picker("a"));
+  const sb = await dataset(picker("b"));
+  check(
+    Number(sa.from) === fromA && Number(sa.to) === toA && Number(sb.from) === bFrom && Number(sb.to) === bTo,
+    "opening the link again shows both windows",
+    `reloaded windows: A ${JSON.stringify(sa)}, B ${JSON.stringify(sb)}`,
+  );
+  const dLink = await diffMatchesApi(page, "the shared link");
+  check(dLink.a.samples === dB.a.samples && dLink.b.samples === dB.b.samples, "and the same comparison", "the shared link compares other samples");
+
+  // Keys on A's chart move its window (by a tenth of its width).
+  await waitFor(page, () => document.querySelector('[data-testid="compare-a-chart"]')?.dataset.loaded === "1", null, "A's chart did not load");
+  await page.locator('[data-testid="compare-a-chart"]').focus();
+  await page.keyboard.press("ArrowRight");
+  await page.waitForURL((u) => Number(new URL(u).searchParams.get("a_from")) > fromA);
+  const moved = urlWindows(page);
+  const step = (toA - fromA) / 10;
+  check(
+    near(Number(moved.get("a_from")), fromA + step, 1e-5) && near(Number(moved.get("a_to")), toA + step, 1e-5),
+    `→ on A's chart moves its window by a tenth (${moved.get("a_from")} – ${moved.get("a_to")} s)`,
+    `→ moved A's window to ${moved}, expected ${fromA + step} – ${toA + step}`,
+  );
+  await diffMatchesApi(page, "A's window moved by the keyboard");
+
+  // Back: the previous windows again.
+  await page.goBack();
+  await page.waitForURL((u) => Number(new URL(u).searchParams.get("a_from")) === fromA);
+  await diffMatchesApi(page, "Back");
+
+  // "Whole run" for A: its window leaves the URL, its count is the run's.
+  await page.locator('[data-testid="compare-a-whole"]').click();
+  await page.waitForURL((u) => !new URL(u).searchParams.has("a_from"));
+  const dWhole = await diffMatchesApi(page, "A whole again");
+  check(dWhole.a.samples === aN, `"Whole run" compares all of A's ${aN} samples again`, `"Whole run": A has ${dWhole.a.samples} samples, expected ${aN}`);
+
+  // Swap carries the windows over: B's window becomes A's.
+  await page.locator('[data-testid="compare-swap"]').click();
+  await page.waitForURL(new RegExp(`/runs/${args.b}/compare/${args.a}\\?`));
+  const us = new URL(page.url()).searchParams;
+  check(
+    Number(us.get("a_from")) === bFrom && Number(us.get("a_to")) === bTo && !us.has("b_from"),
+    `"Swap" keeps each run's window (${us})`,
+    `after swap the URL has ${us}`,
+  );
+  await waitFor(page, () => document.querySelector('[data-testid="diff-view"]')?.dataset.query !== undefined, null, "the swapped comparison did not render");
+  const ds = await api(base, `/api/diff?a=${args.b}&b=${args.a}&${us}`);
+  const cs = await dataset(page.locator('[data-testid="compare-a"]'));
+  check(Number(cs.samples) === ds.a.samples && ds.a.samples === dB.b.samples, `and compares the same ${ds.a.samples} samples of that run`, `swapped: card ${cs.samples}, API ${ds.a.samples}, before ${dB.b.samples}`);
+  await shot("compare-window-swapped.png");
+}

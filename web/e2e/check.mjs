@@ -187,6 +187,26 @@ async function runHeader(page) {
   const samples = Number(await page.locator('[data-testid="run-meta"] [data-field="samples"]').getAttribute("data-value"));
   check(samples === expect.samples, `header shows ${samples} samples`, `header shows ${samples} samples, expected ${expect.samples}`);
 
+  // Thinning by the relay: shown exactly when GET /api/runs/{id} reports it.
+  const runJson = await api(base, `/api/runs/${runId}`);
+  const dec = runJson.decimation;
+  const decEl = page.locator('[data-testid="run-decimation"]');
+  if (dec) {
+    const text = (await decEl.textContent()) ?? "";
+    const d = await dataset(decEl);
+    const r = dec.samples_before / dec.samples_after;
+    const keptOne = Math.abs(r - Math.round(r)) < 0.05 ? Math.round(r).toLocaleString("en-US") : "";
+    check(
+      Number(d.samplesBefore) === dec.samples_before && Number(d.samplesAfter) === dec.samples_after &&
+        text.includes("thinned") && text.includes(dec.samples_after.toLocaleString("en-US")) &&
+        text.includes(dec.samples_before.toLocaleString("en-US")) && text.includes(`1 in ${keptOne}`),
+      `the header says the run was thinned: "${text}"`,
+      `decimation ${JSON.stringify(dec)} shown as ${JSON.stringify(text)} (${JSON.stringify(d)})`,
+    );
+  } else {
+    check((await decEl.count()) === 0, "no thinning reported by the API, none shown", "the header shows thinning the API does not report");
+  }
+
   // Export links.
   const ss = await page.locator('[data-testid="export-speedscope"]').getAttribute("href");
   const res = await fetch(new URL(ss, base));

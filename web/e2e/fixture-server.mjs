@@ -114,6 +114,7 @@ function makeRun(meta, opts) {
     bytes: samples.length * 60,
     t_end_s: tEnd,
   };
+  if (meta.decimation) run.decimation = meta.decimation;
   return { run, samples };
 }
 
@@ -121,7 +122,11 @@ const hex = (n) => n.toString(16).padStart(32, "0");
 const ago = (s) => new Date(Date.now() - s * 1000).toISOString();
 const RUNS = [
   makeRun(
-    { id: "0123456789abcdef0123456789abcdef", project: "demo project", function: "demo.main", start_time: ago(95) },
+    {
+      id: "0123456789abcdef0123456789abcdef", project: "demo project", function: "demo.main", start_time: ago(95),
+      // As if the relay had kept 1 in 4 samples of a 1.25 ms profile.
+      decimation: { original_period_s: 0.00125, period_s: 0.005, samples_before: 16000, samples_after: 4000 },
+    },
     { seed: 1, n: 4000, period: 0.005, file: "/srv/app/demo.py" },
   ),
   makeRun(
@@ -525,7 +530,22 @@ const server = createServer((req, res) => {
     const A = byId.get(qp.get("a") ?? "");
     const B = byId.get(qp.get("b") ?? "");
     if (!A || !B) return send(res, 404, { error: "no such run" });
-    return send(res, 200, diff(view(A), view(B)));
+    // Each run's window: a_from/a_to, b_from/b_to, as ?from=&to= elsewhere.
+    const side = (entry, k) => {
+      const q = new URLSearchParams();
+      for (const e of ["from", "to"]) if (qp.has(`${k}_${e}`)) q.set(e, qp.get(`${k}_${e}`));
+      const [w, err] = windowOf(q);
+      if (err) return [null, `${k}_${err}`];
+      const v = view(entry);
+      return [{ run: v.run, samples: v.samples.filter(w.keep), from: w.from ?? 0, to: w.to ?? v.run.t_end_s }, null];
+    };
+    const [va, ea] = side(A, "a");
+    const [vb, eb] = side(B, "b");
+    if (ea || eb) return send(res, 400, { error: ea ?? eb });
+    const body = diff(va, vb);
+    Object.assign(body.a, { from: va.from, to: va.to });
+    Object.assign(body.b, { from: vb.from, to: vb.to });
+    return send(res, 200, body);
   }
   if ((m = /^\/api\/runs\/([^/]+)(\/[a-z]+)?$/.exec(p))) {
     const entry = byId.get(m[1]);

@@ -1,5 +1,7 @@
 // Typed access to the server's JSON API (docs/API.md, version 1).
 
+import type { DecimationInfo } from "./format.ts";
+
 export type Status = "live" | "complete" | "failed" | "incomplete";
 
 export interface Run {
@@ -26,6 +28,8 @@ export interface RunDetail extends Run {
   threads?: number;
   bytes?: number;
   t_end_s?: number;
+  /** Set when the relay thinned the run (older servers: absent). */
+  decimation?: DecimationInfo | null;
 }
 
 export interface FunctionRow {

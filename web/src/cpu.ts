@@ -1,7 +1,7 @@
 // CPU view: flame graph of the run (or of a time range), search, sandwich view
 // of one function, and the sortable function table.
 
-import { ApiError, getCollapsed, getFunctions, getTree, type FunctionRow, type RunDetail, type Window } from "./api.ts";
+import { ApiError, getCollapsed, getFunctions, getTree, type FunctionRow, type Functions, type RunDetail, type Window } from "./api.ts";
 import { el } from "./dom.ts";
 import { FlameGraph, heatColour } from "./flame.ts";
 import { count, percent, splitFrame } from "./format.ts";
@@ -32,30 +32,64 @@ export interface CpuData {
   functions: FunctionRow[];
 }
 
+interface TreePart {
+  root: FrameNode;
+  samples: number;
+  truncated: boolean;
+  source: CpuData["source"];
+}
+
 /** The call tree from /tree; from /collapsed when the server is older (404) and no range is asked for. */
-export async function loadCpu(id: string, range: Window | null): Promise<CpuData> {
-  const fns = getFunctions(id, range);
-  let root: FrameNode;
-  let truncated = false;
-  let source: CpuData["source"] = "tree";
-  let samples: number;
+async function loadTree(id: string, range: Window | null): Promise<TreePart> {
   try {
     const t = await getTree(id, range);
-    root = fromApiTree(
+    const root = fromApiTree(
       t.root,
       (a) => a.total as number,
       (a) => a.self as number,
     );
-    truncated = Boolean(t.truncated);
-    samples = t.samples ?? root.total;
+    return { root, truncated: Boolean(t.truncated), samples: t.samples ?? root.total, source: "tree" };
   } catch (e) {
     if (!(e instanceof ApiError && e.status === 404) || range) throw e;
-    root = buildTree(parseCollapsed(await getCollapsed(id)));
-    source = "collapsed";
-    samples = root.total;
+    const root = buildTree(parseCollapsed(await getCollapsed(id)));
+    return { root, truncated: false, samples: root.total, source: "collapsed" };
   }
-  const f = await fns;
-  return { root, samples: f.samples || samples, truncated, source, functions: f.functions };
+}
+
+/** Both requests at once; the tree and the function list arrive separately. */
+function startCpu(id: string, range: Window | null): { tree: Promise<TreePart>; functions: Promise<Functions> } {
+  const tree = loadTree(id, range);
+  const functions = getFunctions(id, range);
+  // Either may be awaited late (or never, if the other failed): no unhandled rejections.
+  tree.catch(() => {});
+  functions.catch(() => {});
+  return { tree, functions };
+}
+
+function join(t: TreePart, f: Functions): CpuData {
+  return { ...t, samples: f.samples || t.samples, functions: f.functions };
+}
+
+export async function loadCpu(id: string, range: Window | null): Promise<CpuData> {
+  const p = startCpu(id, range);
+  return join(await p.tree, await p.functions);
+}
+
+let prefetched: { key: string; p: ReturnType<typeof startCpu> } | null = null;
+const keyOf = (id: string, range: Window | null) => `${id} ${range ? `${range.from} ${range.to}` : ""}`;
+
+/**
+ * Start fetching a run's CPU data before the run itself has arrived (the page
+ * opens on #cpu): the first cpuView of that run and range takes it over.
+ */
+export function prefetchCpu(id: string, range: Window | null): void {
+  prefetched = { key: keyOf(id, range), p: startCpu(id, range) };
+}
+
+function takePrefetched(id: string, range: Window | null): ReturnType<typeof startCpu> | null {
+  const p = prefetched && prefetched.key === keyOf(id, range) ? prefetched.p : null;
+  prefetched = null;
+  return p;
 }
 
 export function cpuView(run: RunDetail, range: Window | null): View {
@@ -64,6 +98,7 @@ export function cpuView(run: RunDetail, range: Window | null): View {
   element.append(status);
   let ui: ReturnType<typeof build> | null = null;
   let busy = false;
+  let gone = false;
 
   const fail = (e: Error) => {
     status.className = "error";
@@ -72,11 +107,26 @@ export function cpuView(run: RunDetail, range: Window | null): View {
     if (!status.isConnected) element.prepend(status);
   };
 
-  loadCpu(run.id, range)
-    .then((d) => {
+  // The flame graph is drawn as soon as the tree is here; the function table
+  // (and the exact heat colours) follow when /functions answers, in a later
+  // task so that the first drawing never waits for a long table's layout.
+  const p = takePrefetched(run.id, range) ?? startCpu(run.id, range);
+  p.tree
+    .then((t) => {
+      if (gone) return;
       status.remove();
-      ui = build(d);
+      ui = build(t);
       element.append(...ui.parts);
+      ui.drawNow();
+      return p.functions.then(
+        (f) =>
+          new Promise<void>((done) =>
+            window.setTimeout(() => {
+              if (!gone) ui?.setFunctions(f);
+              done();
+            }, 0),
+          ),
+      );
     })
     .catch(fail);
 
@@ -94,6 +144,7 @@ export function cpuView(run: RunDetail, range: Window | null): View {
       }
     },
     destroy() {
+      gone = true;
       ui?.destroy();
     },
   };
@@ -108,7 +159,8 @@ function heatOf(d: CpuData): Map<string, number> {
   return new Map(d.functions.map((f) => [frameLabel(f.name, f.file, f.line), f.self]));
 }
 
-function build(d: CpuData) {
+function build(t: TreePart) {
+  const d: CpuData = { ...t, functions: [] };
   let data = d;
   let heat = heatOf(d);
   let maxHeat = Math.max(1, ...heat.values());
@@ -262,30 +314,51 @@ function build(d: CpuData) {
     flame.canvas.focus({ preventScroll: true });
   }
 
-  // ---- function table
-  const fnPanel = el("section", { class: "panel", "aria-label": "Functions" });
-  const table = functionTable(d.functions, d.samples, highlight, (r) => showSandwich(frameLabel(r.name, r.file, r.line)));
-  fnPanel.append(
+  // ---- function table (once /functions has answered)
+  const tableStatus = el("p", { class: "muted loading" }, "Loading the functions…");
+  const fnPanel = el(
+    "section",
+    { class: "panel", "aria-label": "Functions" },
     el(
       "div",
       { class: "toolbar" },
       el("h2", {}, "Functions"),
       el("span", { class: "hint" }, "Click or Enter: highlight in the graph · S or ⇅: sandwich view"),
     ),
-    table.element,
+    tableStatus,
   );
+  let table: ReturnType<typeof functionTable> | null = null;
+  const recolour = (nd: CpuData) => {
+    heat = heatOf(nd);
+    maxHeat = Math.max(1, ...heat.values());
+  };
 
   return {
     parts: [flamePanel, sandwichPanel, fnPanel],
+    /** Lay out and paint the graph now, in this task (its panel is in the page). */
+    drawNow() {
+      flame.fitWidth();
+    },
+    setFunctions(f: Functions) {
+      data = { ...data, samples: f.samples || data.samples, functions: f.functions };
+      recolour(data);
+      showUnnamed(f.functions);
+      flame.setSearch(search.value); // repaints with the exact colours
+      table = functionTable(f.functions, data.samples, highlight, (r) => showSandwich(frameLabel(r.name, r.file, r.line)));
+      tableStatus.replaceWith(table.element);
+    },
     update(nd: CpuData) {
       data = nd;
-      heat = heatOf(nd);
-      maxHeat = Math.max(1, ...heat.values());
+      recolour(nd);
       truncatedNote.hidden = !nd.truncated;
       showUnnamed(nd.functions);
       flame.setTree(nd.root);
       flame.setSearch(search.value);
-      table.setData(nd.functions, nd.samples);
+      if (table) table.setData(nd.functions, nd.samples);
+      else {
+        table = functionTable(nd.functions, nd.samples, highlight, (r) => showSandwich(frameLabel(r.name, r.file, r.line)));
+        tableStatus.replaceWith(table.element);
+      }
       if (sw) {
         const s = sandwich(nd.root, sw.name);
         sw.callers.setTree(s.callers);

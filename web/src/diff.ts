@@ -74,3 +74,65 @@ export function formatPp(d: number): string {
   const s = a >= 10 ? a.toFixed(1) : a >= 0.1 ? a.toFixed(2) : a.toPrecision(2);
   return `${d > 0 ? "+" : "\u2212"}${s} pp`;
 }
+
+// ---------------------------------------------------------------- windows
+
+/** A run's time window on the compare page: either end may be open (the run's start / end). */
+export interface PartialWindow {
+  from?: number;
+  to?: number;
+}
+
+export interface CompareWindows {
+  a: PartialWindow | null;
+  b: PartialWindow | null;
+}
+
+/** Seconds as the URL writes them: microseconds are finer than any sampling period. */
+export function roundT(t: number): string {
+  return String(Math.round(t * 1e6) / 1e6);
+}
+
+/** One run's window from `?a_from=&a_to=` (prefix "a") or `b_...`; null when there is none or it is not valid. */
+export function windowFromParams(q: URLSearchParams, which: "a" | "b"): PartialWindow | null {
+  const num = (k: string): number | undefined | null => {
+    const v = q.get(`${which}_${k}`);
+    if (v === null || v.trim() === "") return undefined;
+    const n = Number(v);
+    return isFinite(n) && n >= 0 ? n : null;
+  };
+  const from = num("from");
+  const to = num("to");
+  if (from === null || to === null) return null;
+  if (from === undefined && to === undefined) return null;
+  if (from !== undefined && to !== undefined && !(to > from)) return null;
+  const w: PartialWindow = {};
+  if (from !== undefined) w.from = from;
+  if (to !== undefined) w.to = to;
+  return w;
+}
+
+export function compareWindows(search: string): CompareWindows {
+  const q = new URLSearchParams(search);
+  return { a: windowFromParams(q, "a"), b: windowFromParams(q, "b") };
+}
+
+/** The query of a comparison (`a_from=...`), without "?"; "" for two whole runs. */
+export function compareQuery(w: CompareWindows): string {
+  const q = new URLSearchParams();
+  for (const which of ["a", "b"] as const) {
+    const x = w[which];
+    if (x?.from !== undefined) q.set(`${which}_from`, roundT(x.from));
+    if (x?.to !== undefined) q.set(`${which}_to`, roundT(x.to));
+  }
+  return q.toString();
+}
+
+/** Before and after trade places: so do their windows. */
+export function swapWindows(w: CompareWindows): CompareWindows {
+  return { a: w.b, b: w.a };
+}
+
+export function sameWindow(x: PartialWindow | null, y: PartialWindow | null): boolean {
+  return (x?.from ?? null) === (y?.from ?? null) && (x?.to ?? null) === (y?.to ?? null);
+}

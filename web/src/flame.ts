@@ -79,6 +79,7 @@ export class FlameGraph<N extends FrameNode = FrameNode> {
   private rects: Rect<N>[] = [];
   private rows: Rect<N>[][] = [];
   private width = 0;
+  private dpr = 0;
   private height = 0;
   private ctx: CanvasRenderingContext2D | null = null;
   private mirrorTimer = 0;
@@ -119,7 +120,8 @@ export class FlameGraph<N extends FrameNode = FrameNode> {
   setTree(root: N): void {
     const old = this.focus;
     this.root = root;
-    this.heat = selfByFrame(root);
+    // The default colouring's heat; a view with its own colours does not need it.
+    this.heat = this.opt.colour ? new Map() : selfByFrame(root);
     this.maxHeat = Math.max(1, ...this.heat.values());
     this.canvas.dataset.rootTotal = String(root.total);
     this.focus = (old ? followZoom(old, root) : root) as N;
@@ -138,8 +140,22 @@ export class FlameGraph<N extends FrameNode = FrameNode> {
   }
 
   resize(width: number): void {
+    const dpr = window.devicePixelRatio || 1;
+    // The first drawing may have been forced already (fitWidth): no second layout for the same size.
+    if (width === this.width && dpr === this.dpr) return;
     this.width = width;
+    this.dpr = dpr;
     this.layout();
+  }
+
+  /**
+   * Measure the box and draw now, in this task, instead of at the next
+   * resize observation (which waits for the whole page's layout). For the
+   * first drawing of a graph just put in the page.
+   */
+  fitWidth(): void {
+    const w = Math.floor(this.element.clientWidth);
+    if (w > 0) this.resize(w);
   }
 
   zoom(node: N): void {
@@ -280,7 +296,31 @@ export class FlameGraph<N extends FrameNode = FrameNode> {
     ctx.clearRect(0, 0, this.width, this.height);
     ctx.font = FONT;
     ctx.textBaseline = "middle";
-    for (const r of this.rects) this.paintRect(ctx, r, false);
+    // Frames of one fill (and opacity) in one path: a few dozen fills for
+    // thousands of frames, instead of a state change and a fill per frame.
+    // Then the labels, all in one colour. paintRect draws the same thing
+    // for one frame (hover outlines).
+    const groups = new Map<string, Rect<N>[]>();
+    for (const r of this.rects) {
+      const key = (r.node.depth < this.focus.depth ? "a" : "b") + this.fill(r.node);
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = []));
+      g.push(r);
+    }
+    for (const [key, rs] of groups) {
+      ctx.globalAlpha = key[0] === "a" ? 0.55 : 1;
+      ctx.fillStyle = key.slice(1);
+      ctx.beginPath();
+      for (const r of rs) ctx.rect(r.x, r.y, Math.max(r.w - (r.w > 3 ? 1 : 0), 0.5), ROW - 1);
+      ctx.fill();
+    }
+    ctx.fillStyle = "#1b1f24";
+    for (const r of this.rects) {
+      if (r.w <= 20) continue;
+      ctx.globalAlpha = r.node.depth < this.focus.depth ? 0.55 : 1;
+      ctx.fillText(this.label(ctx, r.node, r.w - 8), r.x + 4, r.y + ROW / 2);
+    }
+    ctx.globalAlpha = 1;
     if (this.hover) this.paintRect(ctx, this.hover, true);
     ctx.globalAlpha = 1;
   }
@@ -431,10 +471,15 @@ export class FlameGraph<N extends FrameNode = FrameNode> {
   }
 
   private onClick(e: MouseEvent): void {
-    const r = this.hit(e);
+    // One measurement of the canvas: a zoom changes its height, not its
+    // position, and measuring again would force the page's layout right away.
+    const b = this.canvas.getBoundingClientRect();
+    const x = e.clientX - b.left;
+    const y = e.clientY - b.top;
+    const r = this.rectAt(x, y);
     if (!r) return;
     this.activate(r.node);
-    const again = this.hit(e);
+    const again = this.rectAt(x, y);
     this.setHover(again);
     if (again) placeTooltip(this.tooltip, e.clientX, e.clientY);
   }

@@ -13,8 +13,17 @@ export function size(kib: number): string {
   return `${(kib / 1024 / 1024).toFixed(2)} GiB`;
 }
 
+/**
+ * "1,234,567". Not toLocaleString: its first call in a page loads ICU's
+ * locale data, 50-80 ms before the first thing a view can show.
+ */
 export function count(n: number): string {
-  return Math.round(n).toLocaleString("en-US");
+  const r = Math.round(n);
+  if (!isFinite(r)) return String(r);
+  const s = String(Math.abs(r));
+  let out = s.slice(0, ((s.length - 1) % 3) + 1);
+  for (let i = out.length; i < s.length; i += 3) out += `,${s.slice(i, i + 3)}`;
+  return r < 0 ? `-${out}` : out;
 }
 
 export function percent(part: number, whole: number): string {
@@ -60,8 +69,11 @@ export function ago(iso: string, now = Date.now()): string {
 export function absoluteTime(iso: string): string {
   const t = Date.parse(iso);
   if (isNaN(t)) return iso;
+  // Local time written out by hand: the first Intl call of a page costs 50-80 ms.
   const d = new Date(t);
-  return `${d.toLocaleString()} (${d.toISOString()})`;
+  const off = -d.getTimezoneOffset();
+  const zone = `UTC${off >= 0 ? "+" : "-"}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
+  return `${localDate(t)} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${zone} (${d.toISOString()})`;
 }
 
 /** "Nice" axis ticks (1, 2, 5 × 10^k) covering [lo, hi] with about `n` steps. */
@@ -143,4 +155,48 @@ export function relLabel(t: number): string {
 export function localDate(ms: number): string {
   const d = new Date(ms);
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}
+
+// ---------------------------------------------------------------- decimation
+
+/** What the relay reports when it thinned a run (GET /api/runs/{id} `decimation`). */
+export interface DecimationInfo {
+  original_period_s: number;
+  period_s: number;
+  samples_before: number;
+  samples_after: number;
+}
+
+/** A sampling period: "500 µs", "5 ms", "12.5 ms", "2 s". */
+export function period(s: number): string {
+  if (!isFinite(s) || s <= 0) return "–";
+  const sig = (v: number) => String(Number(v.toPrecision(3)));
+  if (s < 1e-3) return `${sig(s * 1e6)} µs`;
+  if (s < 1) return `${sig(s * 1e3)} ms`;
+  return `${sig(s)} s`;
+}
+
+/** "4", "2.5", "1,000": how many samples there were for each one kept. */
+function ratio(r: number): string {
+  if (r >= 100 || Math.abs(r - Math.round(r)) < 0.05) return count(r);
+  return String(Number(r.toPrecision(r >= 10 ? 3 : 2)));
+}
+
+/**
+ * "thinned: 1 in 4 samples kept, period 5 ms → 20 ms", or null when there is
+ * nothing (valid) to say: no decimation object, or numbers that make no sense.
+ */
+export function decimationText(d: DecimationInfo | null | undefined): string | null {
+  if (!d || typeof d !== "object") return null;
+  const before = Number(d.samples_before);
+  const after = Number(d.samples_after);
+  if (!isFinite(before) || !isFinite(after) || before < 0 || after < 0) return null;
+  const parts: string[] = [];
+  if (after === 0) parts.push(before > 0 ? `none of ${count(before)} samples kept` : "no samples");
+  else if (before >= after) parts.push(`1 in ${ratio(before / after)} samples kept (${count(after)} of ${count(before)})`);
+  else return null;
+  const p0 = Number(d.original_period_s);
+  const p1 = Number(d.period_s);
+  if (isFinite(p0) && isFinite(p1) && p0 > 0 && p1 > 0) parts.push(`period ${period(p0)} → ${period(p1)}`);
+  return `thinned: ${parts.join(", ")}`;
 }

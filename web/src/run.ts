@@ -4,9 +4,9 @@
 // its views refresh in place.
 
 import { ApiError, collapsedUrl, getRun, speedscopeUrl, type RunDetail, type Window } from "./api.ts";
-import { cpuView, type View } from "./cpu.ts";
+import { cpuView, prefetchCpu, type View } from "./cpu.ts";
 import { el, statusBadge } from "./dom.ts";
-import { ago, absoluteTime, count, duration, hz, mib, seconds } from "./format.ts";
+import { ago, absoluteTime, count, decimationText, duration, hz, mib, period, seconds } from "./format.ts";
 import { growthView } from "./growth.ts";
 import { memoryView } from "./memory.ts";
 
@@ -32,6 +32,8 @@ function roundT(t: number): string {
 
 export async function renderRun(root: HTMLElement, id: string): Promise<void> {
   root.replaceChildren(el("p", { class: "muted loading" }, "Loading run…"));
+  // Opening on the CPU view: ask for its tree now, not after the run's details.
+  if (location.hash === "#cpu") prefetchCpu(id, rangeFromSearch(location.search));
   let run: RunDetail;
   try {
     run = await getRun(id);
@@ -251,6 +253,8 @@ function header(run: RunDetail): HTMLElement {
     item("Host", "host", run.host, run.pid ? `${run.host} · pid ${run.pid}` : run.host),
   ];
   if (run.threads !== undefined) items.push(item("Threads", "threads", run.threads, count(run.threads)));
+  const d = run.decimation;
+  const thinned = decimationText(d);
   return el(
     "header",
     { class: "run-header" },
@@ -291,5 +295,20 @@ function header(run: RunDetail): HTMLElement {
     ),
     run.error ? el("div", { class: "error", "data-testid": "run-error" }, run.error) : null,
     el("dl", { class: "meta", "data-testid": "run-meta" }, ...items),
+    thinned && d
+      ? el(
+          "p",
+          {
+            class: "note decimation",
+            "data-testid": "run-decimation",
+            "data-samples-before": d.samples_before,
+            "data-samples-after": d.samples_after,
+            "data-original-period-s": d.original_period_s,
+            "data-period-s": d.period_s,
+            title: `The relay kept fewer samples of this old, high-rate profile (one every ${period(d.period_s)} instead of every ${period(d.original_period_s)}); shares of time stay close, counts are of the kept samples.`,
+          },
+          thinned,
+        )
+      : null,
   );
 }

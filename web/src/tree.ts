@@ -81,8 +81,14 @@ export function sortTree(root: FrameNode): FrameNode {
   const todo = [root];
   while (todo.length) {
     const n = todo.pop()!;
-    if (n.children.length > 1) n.children.sort(byTotal);
-    for (const c of n.children) todo.push(c);
+    const k = n.children;
+    if (k.length > 1) {
+      // The server's trees come sorted already: check (one pass) before sorting.
+      let sorted = true;
+      for (let i = 1; i < k.length && sorted; i++) sorted = byTotal(k[i - 1], k[i]) <= 0;
+      if (!sorted) k.sort(byTotal);
+    }
+    for (const c of k) todo.push(c);
   }
   return root;
 }
@@ -124,21 +130,39 @@ export function fromApiTree<N extends FrameNode = FrameNode>(
   self: (a: ApiNode) => number,
   extra?: (a: ApiNode, n: N) => void,
 ): N {
+  // The same few hundred functions recur in thousands of nodes: one label string each.
+  const labels = new Map<string, Map<string, Map<number, string>>>();
+  const label = (a: ApiNode): string => {
+    let byFile = labels.get(a.name);
+    if (!byFile) labels.set(a.name, (byFile = new Map()));
+    let byLine = byFile.get(a.file);
+    if (!byLine) byFile.set(a.file, (byLine = new Map()));
+    let l = byLine.get(a.line);
+    if (l === undefined) byLine.set(a.line, (l = frameLabel(a.name, a.file, a.line)));
+    return l;
+  };
   const mk = (a: ApiNode, parent: N | null): N => {
-    const n = makeNode(parent ? frameLabel(a.name, a.file, a.line) : ROOT_NAME, parent) as N;
+    const n = makeNode(parent ? label(a) : ROOT_NAME, parent) as N;
     n.total = Number(total(a)) || 0;
     n.self = Number(self(a)) || 0;
     if (extra) extra(a, n);
     return n;
   };
   const root = mk(api, null);
-  const todo: [ApiNode, N][] = [[api, root]];
-  while (todo.length) {
-    const [a, n] = todo.pop()!;
-    for (const c of a.children ?? []) {
+  // Two parallel stacks rather than a [api, node] pair per node (less garbage).
+  const todoA: ApiNode[] = [api];
+  const todoN: N[] = [root];
+  while (todoA.length) {
+    const a = todoA.pop()!;
+    const n = todoN.pop()!;
+    const kids = a.children;
+    if (!kids) continue;
+    for (let i = 0; i < kids.length; i++) {
+      const c = kids[i];
       const k = mk(c, n);
       n.children.push(k);
-      todo.push([c, k]);
+      todoA.push(c);
+      todoN.push(k);
     }
   }
   return sortTree(root) as N;

@@ -195,3 +195,38 @@ test("a live run's zoom survives its frames getting their names", () => {
   assert.equal(followZoom(gone.children[0].children[0], done).name, "main (/x.py:1)");
   assert.equal(unnamedShare(["<unknown 0x1>", "<unknown 0x2>", "f"]), 2 / 3);
 });
+
+test("compare windows: read from the URL, written back, swapped", async () => {
+  const { compareWindows, compareQuery, swapWindows, sameWindow, windowFromParams } = await import("../.test-build/diff.js");
+  const w = compareWindows("?a_from=1.5&a_to=3&b_to=2");
+  assert.deepEqual(w, { a: { from: 1.5, to: 3 }, b: { to: 2 } });
+  assert.equal(compareQuery(w), "a_from=1.5&a_to=3&b_to=2");
+  assert.equal(compareQuery(swapWindows(w)), "a_to=2&b_from=1.5&b_to=3");
+  assert.equal(compareQuery({ a: null, b: null }), "");
+  // Microseconds at most in a link.
+  assert.equal(compareQuery({ a: { from: 0.1234567891, to: 1 / 3 }, b: null }), "a_from=0.123457&a_to=0.333333");
+  // Not a window: empty, negative, not a number, or ends before it starts.
+  assert.deepEqual(compareWindows("?a_from=&a_to=&b_from=x&b_to=2"), { a: null, b: null });
+  assert.equal(windowFromParams(new URLSearchParams("a_from=-1&a_to=2"), "a"), null);
+  assert.equal(windowFromParams(new URLSearchParams("a_from=3&a_to=2"), "a"), null);
+  assert.equal(windowFromParams(new URLSearchParams("a_from=2&a_to=2"), "a"), null);
+  assert.ok(sameWindow(null, {}));
+  assert.ok(sameWindow({ from: 1, to: 2 }, { from: 1, to: 2 }));
+  assert.ok(!sameWindow({ from: 1 }, { from: 1, to: 2 }));
+});
+
+test("fromApiTree labels: one string per distinct frame, escaped, distinct by file and line", () => {
+  const N = (name, file, line, total, children = []) => ({ name, file, line, total, self: 0, children });
+  const api = N("all", "", 0, 6, [
+    N("f;g", "/a.py", 1, 3, [N("h", "/a.py", 2, 2), N("h", "/b.py", 2, 1)]),
+    N("h", "/a.py", 3, 3, [N("f;g", "/a.py", 1, 3, [N("h", "/a.py", 2, 3)])]),
+  ]);
+  const root = fromApiTree(api, (a) => a.total, (a) => a.self);
+  const names = [];
+  const walk = (n) => {
+    names.push(n.name);
+    n.children.forEach(walk);
+  };
+  walk(root);
+  assert.deepEqual(names, ["all", "f_g (/a.py:1)", "h (/a.py:2)", "h (/b.py:2)", "h (/a.py:3)", "f_g (/a.py:1)", "h (/a.py:2)"]);
+});
