@@ -52,8 +52,17 @@ def child(period: float, units: int, rounds: int, seed: int, tmpdir: str) -> Non
     import workload
     import vmprof_viewer_client
 
+    inner: list = []  # (wall, cpu) at the workload's entry and exit
+
+    def work(n: int) -> int:
+        inner.append((time.perf_counter(), time.process_time()))
+        try:
+            return workload.run(n)
+        finally:
+            inner.append((time.perf_counter(), time.process_time()))
+
     vmprof_viewer_client.configure("vmpv-bench overhead-paired")
-    profiled = vmprof_viewer_client.profile(period=period)(workload.run)
+    profiled = vmprof_viewer_client.profile(period=period)(work)
     rng = random.Random(seed)
     path = os.path.join(tmpdir, f"raw-{os.getpid()}.prof")
 
@@ -61,20 +70,26 @@ def child(period: float, units: int, rounds: int, seed: int, tmpdir: str) -> Non
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         vmprof.enable(fd, period=period, memory=True, native=False)
         try:
-            return workload.run(n)
+            return work(n)
         finally:
             vmprof.disable()
             os.close(fd)
 
-    calls = {"none": workload.run, "vmprof": raw, "client": profiled}
+    calls = {"none": work, "vmprof": raw, "client": profiled}
     for v in VARIANTS:  # warm-up: imports, the agent's first session, caches
         calls[v](max(1, units // 10))
     for _ in range(rounds):
         out = {}
         for v in c.shuffled(VARIANTS, rng):
+            inner.clear()
             t0, c0 = time.perf_counter(), time.process_time()
             calls[v](units)
-            out[v] = {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0}
+            t1, c1 = time.perf_counter(), time.process_time()
+            # Framing: the call minus the workload inside it, i.e. starting
+            # and stopping the profiler (and the client's agent requests).
+            out[v] = {"wall": t1 - t0, "cpu": c1 - c0,
+                      "frame_wall": (t1 - t0) - (inner[1][0] - inner[0][0]),
+                      "frame_cpu": (c1 - c0) - (inner[1][1] - inner[0][1])}
         print(json.dumps(out), flush=True)
     if os.path.exists(path):
         os.unlink(path)
@@ -158,6 +173,21 @@ def main() -> int:
     print(c.table(["period s", "none CPU s", "vmprof CPU ovh", "client CPU ovh", "client - vmprof CPU pp [95% CI]",
                    "CPU verdict", "vmprof wall ovh", "client wall ovh", "client - vmprof wall pp [95% CI]",
                    "wall verdict"], rows))
+    print("\nframing (the call minus the workload inside it), ms, median [95% CI] of the paired differences;"
+          " pp of a 1 s call = ms / 10:")
+    frows = []
+    for period in periods:
+        rs = results[period]
+        row = [f"{period:g}"]
+        for k in ("frame_wall", "frame_cpu"):
+            vm = [1000 * r["vmprof"][k] for r in rs]
+            cl = [1000 * r["client"][k] for r in rs]
+            diff = [a - b for a, b in zip(cl, vm)]
+            lo, hi = c.bootstrap_ci(diff)
+            row += [f"{c.median(vm):.2f}", f"{c.median(cl):.2f}", f"{c.median(diff):+.2f} [{lo:+.2f}, {hi:+.2f}]"]
+        frows.append(row)
+    print(c.table(["period s", "vmprof wall", "client wall", "client - vmprof wall", "vmprof CPU", "client CPU",
+                   "client - vmprof CPU"], frows))
     if crashes:
         print(f"\nnote: {len(crashes)} interpreters were killed by a signal and the rounds went on in a new one:")
         for cr in crashes:
