@@ -69,14 +69,15 @@
 #define VP_SPOOL_CACHE_KIB_STR "16384"
 
 /* The relay's spool checkpoints its WAL in the background once commits have
- * grown it by this many pages (SQLite's own automatic threshold: ~4 MiB)... */
-#define VP_SPOOL_CHECKPOINT_PAGES 1000
+ * grown it to this size (SQLite's own automatic threshold: 1000 pages,
+ * ~4 MiB at its default page size)... */
+#define VP_SPOOL_CHECKPOINT_BYTES (4u * 1024u * 1024u)
 /* ... but a passive checkpoint under steady commits never completes, and
  * only a complete one lets SQLite reuse the WAL from its start: once the WAL
- * holds this many pages (32 MiB at 4 KiB pages) the checkpointer restarts
- * it, making commits wait for the little the passive pass left. One short
- * stall per 32 MiB instead of a copy and a sync inside every 4 MiB. */
-#define VP_SPOOL_WAL_RESTART_PAGES 8192
+ * holds this much, the checkpointer restarts it, making commits wait for the
+ * little the passive pass left. One short stall per 32 MiB instead of a copy
+ * and a sync inside every 4 MiB. */
+#define VP_SPOOL_WAL_RESTART_BYTES (32u * 1024u * 1024u)
 
 /* A run's state in the agent's run log: the OPEN metadata (one client frame
  * at most) plus the profile's path, an error line and a few counters. */

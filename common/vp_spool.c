@@ -428,6 +428,7 @@ struct vp_spool_checkpointer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int wal_pages; /* the WAL's size at the last commit that woke us, 0: none */
+    int page_size; /* of the spool file, to turn byte limits into pages */
     int quit;
     uint64_t done;
 };
@@ -439,7 +440,7 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
     (void)db;
     (void)name;
     vp_spool_checkpointer *c = arg;
-    if (pages >= VP_SPOOL_CHECKPOINT_PAGES) {
+    if ((uint64_t)pages * (uint64_t)c->page_size >= VP_SPOOL_CHECKPOINT_BYTES) {
         pthread_mutex_lock(&c->mu);
         c->wal_pages = pages;
         pthread_cond_signal(&c->cv);
@@ -464,8 +465,9 @@ static void *checkpoint_main(void *arg)
          * one: so once the WAL passes its bound, a RESTART (which makes
          * writers wait) finishes the little PASSIVE left and resets it. */
         int log = 0, copied = 0;
+        uint64_t restart = VP_SPOOL_WAL_RESTART_BYTES / (uint64_t)c->page_size;
         int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
-        if (rc == SQLITE_OK && (pages >= VP_SPOOL_WAL_RESTART_PAGES || log >= VP_SPOOL_WAL_RESTART_PAGES))
+        if (rc == SQLITE_OK && ((uint64_t)pages >= restart || (uint64_t)log >= restart))
             rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, &log, &copied);
         if (rc == SQLITE_OK) {
             pthread_mutex_lock(&c->mu);
@@ -494,7 +496,13 @@ int vp_spool_checkpointer_start(const char *path, vp_spool_checkpointer **out, c
     sqlite3_busy_timeout(c->db, 10000);
     /* A connection that has not read the file does not know it is in WAL
      * mode, and its checkpoints would do nothing. */
-    if (sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK)
+    sqlite3_stmt *ps = NULL;
+    if (sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(c->db, "PRAGMA page_size", -1, &ps, NULL) != SQLITE_OK)
+        goto fail;
+    c->page_size = sqlite3_step(ps) == SQLITE_ROW ? sqlite3_column_int(ps, 0) : 0;
+    sqlite3_finalize(ps);
+    if (c->page_size < 512)
         goto fail;
     if (pthread_create(&c->thread, NULL, checkpoint_main, c) != 0)
         goto fail;
@@ -532,7 +540,7 @@ void vp_spool_checkpointer_stop(vp_spool_checkpointer *c)
         return;
     pthread_mutex_lock(&c->mu);
     c->quit = 1;
-    c->wal_pages = VP_SPOOL_CHECKPOINT_PAGES; /* one last pass */
+    c->wal_pages = 1; /* one last pass */
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->thread, NULL);

@@ -45,7 +45,7 @@ typedef struct vp_spool_checkpointer vp_spool_checkpointer;
 int vp_spool_checkpointer_start(const char *path, vp_spool_checkpointer **out, char *err, size_t errlen);
 
 /* vp_spool_hand_checkpoints turns s's automatic checkpoints off and wakes c
- * whenever s's commits have grown the WAL by VP_SPOOL_CHECKPOINT_PAGES. */
+ * whenever s's commits have grown the WAL to VP_SPOOL_CHECKPOINT_BYTES. */
 void vp_spool_hand_checkpoints(vp_spool *s, vp_spool_checkpointer *c);
 
 /* vp_spool_checkpointer_stop runs a last checkpoint, stops the thread and

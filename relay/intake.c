@@ -4,12 +4,18 @@
  *
  * Each of a fixed number of nng contexts carries one request at a time, so
  * the number of batches in the relay's memory is bounded by the context
- * count. A context moves RECV -> (loop) CHECK -> (pool) STORE -> SEND -> RECV.
+ * count. A context moves RECV -> (loop) CHECK -> (pool) PREPARE -> (pool)
+ * STORE -> SEND -> RECV.
  *
- * Group commit: at most one spool transaction runs at a time; the batches
- * that arrive meanwhile wait and all go into the next one, so under load
- * many agents share each disk sync, and at low load a batch is committed
- * alone, at once.
+ * PREPARE (decompressing, which checks the LZ4 content checksum, reading the
+ * records, thinning) is one pool job per batch, so batches are prepared on
+ * every core while a commit runs. It used to run inside the commit, one
+ * batch after another, and every batch waited for the whole wave's work.
+ *
+ * Group commit: at most one spool transaction runs at a time; the prepared
+ * batches that arrive meanwhile wait and all go into the next one, so under
+ * load many agents share each disk sync, and at low load a batch is
+ * committed alone, at once.
  */
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -37,8 +43,9 @@ typedef struct intake_ctx {
     char reason[VP_MAX_REASON_LEN + 1];
     struct intake_ctx *next_ready;
     struct intake_ctx *next_commit;
+    uv_work_t prepare;
     vpr_thin_out thin;
-    uint8_t *body;
+    uint8_t *body; /* the batch as it will be stored (tokenless, maybe thinned) */
 } intake_ctx;
 
 struct vpr_intake {
@@ -53,6 +60,7 @@ struct vpr_intake {
     int stopping;
     intake_ctx *waiting, *waiting_tail; /* checked, waiting for a commit */
     intake_ctx *committing;             /* in the transaction running now */
+    unsigned preparing;                 /* prepare jobs queued or running */
     uv_work_t commit;
     int commit_busy;
 };
@@ -109,34 +117,74 @@ static void reply(intake_ctx *c, uint8_t status, const uint8_t *run_id, uint64_t
     nng_ctx_send(c->ctx, c->aio);
 }
 
-/* Thread pool: decompress each batch (which checks the LZ4 content
- * checksum), then make all the good ones durable in one transaction. The
- * stored copies have no token. */
+/* Thread pool, one job per batch: decompress (which checks the LZ4 content
+ * checksum), read its records and thin it. Sets c->body, or c->status with
+ * a reason. Spool reads go through the relay's lookup connection: the
+ * intake connection is busy with commits. */
+static void prepare_work(uv_work_t *w)
+{
+    intake_ctx *c = w->data;
+    vpr_intake *in = c->in;
+    uint8_t *raw = NULL;
+    char why[256];
+    c->body = NULL;
+    c->status = VP_ACK_STORED;
+    if (vp_batch_payload(&c->batch, &raw, why, sizeof(why)) != VP_OK) {
+        c->status = VP_ACK_MALFORMED;
+        snprintf(c->reason, sizeof(c->reason), "%s", why);
+        return;
+    }
+    int rc = vpr_thin_batch(in->relay->lookup, &c->batch, raw, in->relay->decimate,
+                            in->relay->decimate_after, &c->thin, why, sizeof(why));
+    vp_free(raw);
+    if (rc != VP_OK) {
+        c->status = rc == VP_ECORRUPT ? VP_ACK_MALFORMED : VP_ACK_BUSY;
+        snprintf(c->reason, sizeof(c->reason), "%s", rc == VP_ECORRUPT ? why : "relay out of memory");
+        return;
+    }
+    c->body = c->thin.body;
+}
+
+static void maybe_commit(vpr_intake *in);
+
+/* Loop thread: a prepared batch waits for the next commit; a refused one is
+ * answered now. */
+static void prepare_done(uv_work_t *w, int status)
+{
+    intake_ctx *c = w->data;
+    vpr_intake *in = c->in;
+    in->preparing--;
+    if (status == UV_ECANCELED || (in->stopping && c->status == VP_ACK_STORED)) {
+        vp_free(c->body);
+        c->body = NULL;
+        reply(c, VP_ACK_BUSY, c->batch.run_id, c->batch.seq, "relay is stopping");
+        return;
+    }
+    if (c->status != VP_ACK_STORED) {
+        vp_metric_add(&vpr_metrics[c->status == VP_ACK_MALFORMED ? VPR_M_REFUSED_MALFORMED : VPR_M_REFUSED_FULL], 1);
+        if (c->status == VP_ACK_MALFORMED)
+            vp_warn("refused a malformed batch: %s", c->reason);
+        reply(c, c->status, c->batch.run_id, c->batch.seq, c->reason);
+        return;
+    }
+    c->next_commit = NULL;
+    if (in->waiting_tail)
+        in->waiting_tail->next_commit = c;
+    else
+        in->waiting = c;
+    in->waiting_tail = c;
+    maybe_commit(in);
+}
+
+/* Thread pool: make all the prepared batches durable in one transaction.
+ * The stored copies have no token. */
 static void commit_work(uv_work_t *w)
 {
     vpr_intake *in = w->data;
     vp_spool_put_req reqs[VP_MAX_RELAY_PENDING];
     intake_ctx *who[VP_MAX_RELAY_PENDING];
     size_t n = 0;
-    for (intake_ctx *c = in->committing; c; c = c->next_commit) {
-        uint8_t *raw = NULL;
-        char why[256];
-        c->body = NULL;
-        if (vp_batch_payload(&c->batch, &raw, why, sizeof(why)) != VP_OK) {
-            c->status = VP_ACK_MALFORMED;
-            snprintf(c->reason, sizeof(c->reason), "%s", why);
-            continue;
-        }
-        int rc = vpr_thin_batch(in->relay->spool, &c->batch, raw, in->relay->decimate,
-                                in->relay->decimate_after, &c->thin,
-                                why, sizeof(why));
-        vp_free(raw);
-        if (rc != VP_OK) {
-            c->status = rc == VP_ECORRUPT ? VP_ACK_MALFORMED : VP_ACK_BUSY;
-            snprintf(c->reason, sizeof(c->reason), "%s", rc == VP_ECORRUPT ? why : "relay out of memory");
-            continue;
-        }
-        c->body = c->thin.body;
+    for (intake_ctx *c = in->committing; c && n < VP_MAX_RELAY_PENDING; c = c->next_commit) {
         reqs[n] = (vp_spool_put_req){.run_id = c->batch.run_id, .seq = c->batch.seq,
                                      .kind = c->batch.kind, .body = c->body,
                                      .len = c->thin.body_len,
@@ -179,8 +227,6 @@ static void commit_work(uv_work_t *w)
     }
 }
 
-static void maybe_commit(vpr_intake *in);
-
 static void commit_done(uv_work_t *w, int status)
 {
     vpr_intake *in = w->data;
@@ -189,6 +235,8 @@ static void commit_done(uv_work_t *w, int status)
     for (intake_ctx *c = in->committing, *next; c; c = next) {
         next = c->next_commit;
         if (status == UV_ECANCELED) {
+            vp_free(c->body);
+            c->body = NULL;
             c->status = VP_ACK_BUSY;
             snprintf(c->reason, sizeof(c->reason), "relay is stopping");
         }
@@ -274,14 +322,13 @@ static void on_ready(uv_async_t *a)
             reply(c, VP_ACK_BUSY, c->batch.run_id, c->batch.seq, "relay is stopping");
             continue;
         }
-        c->next_commit = NULL;
-        if (in->waiting_tail)
-            in->waiting_tail->next_commit = c;
-        else
-            in->waiting = c;
-        in->waiting_tail = c;
+        c->prepare.data = c;
+        if (uv_queue_work(in->relay->loop, &c->prepare, prepare_work, prepare_done) != 0) {
+            reply(c, VP_ACK_BUSY, c->batch.run_id, c->batch.seq, "relay is busy");
+            continue;
+        }
+        in->preparing++;
     }
-    maybe_commit(in);
 }
 
 /* nng thread: count agent connections for /metrics. */
@@ -375,7 +422,7 @@ fail:
 
 int vpr_intake_idle(const vpr_intake *in)
 {
-    return !in->commit_busy && !in->waiting;
+    return !in->commit_busy && !in->waiting && !in->preparing;
 }
 
 void vpr_intake_stop(vpr_intake *in)

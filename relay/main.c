@@ -163,7 +163,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "vmpv-relay: %s\n", err);
         goto fail_curl;
     }
-    if (vp_spool_checkpointer_start(spool_path, &r.checkpointer, err, sizeof(err)) != VP_OK) {
+    if (vp_spool_open(spool_path, UINT64_MAX, &r.lookup, err, sizeof(err)) != VP_OK ||
+        vp_spool_checkpointer_start(spool_path, &r.checkpointer, err, sizeof(err)) != VP_OK) {
         fprintf(stderr, "vmpv-relay: %s\n", err);
         goto fail_spool;
     }
@@ -217,6 +218,7 @@ fail_intake:
 fail_forwarder:
     vpr_forwarder_free(r.forwarder, exit_code == 0 ? drain_ms : 0);
 fail_spool:
+    vp_spool_close(r.lookup);
     vp_spool_close(r.spool);
     vp_spool_checkpointer_stop(r.checkpointer);
 fail_curl:

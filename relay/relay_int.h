@@ -25,6 +25,7 @@ typedef struct vpr_relay {
     uv_timer_t stop_check;
     const char *token;     /* what agents must present; SIGHUP may change it */
     vp_spool *spool;       /* intake's connection, used from the thread pool */
+    vp_spool *lookup;      /* reads while preparing batches (spool is busy committing) */
     vp_spool_checkpointer *checkpointer; /* checkpoints the spool's WAL off the commit path */
     vpr_intake *intake;
     vpr_forwarder *forwarder;

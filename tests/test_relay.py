@@ -216,7 +216,7 @@ def test_spool_wal_is_checkpointed_off_the_commit_path(tmp_path: Path) -> None:
         db.close()
         wal = spool.with_name(spool.name + "-wal").stat().st_size
         # Enough to need many checkpoints and at least one restart of the
-        # WAL (common/vp_limits.h: VP_SPOOL_WAL_RESTART_PAGES, 32 MiB).
+        # WAL (common/vp_limits.h: VP_SPOOL_WAL_RESTART_BYTES, 32 MiB).
         assert stored[0] > 64 * 1024 * 1024, stored
         assert wal < 48 * 1024 * 1024, (wal, stored)
         # Checkpoints moved the batches into the database file (the last
