@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "vp_err.h"
 #include "vp_limits.h"
@@ -45,6 +46,33 @@ static const char schema[] =
     " run_id BLOB PRIMARY KEY, version INTEGER, mode INTEGER, period_us INTEGER,"
     " first_t_ns INTEGER, seen INTEGER NOT NULL DEFAULT (unixepoch())) WITHOUT ROWID;";
 
+/* SQLite's own busy timeout sleeps 1, 2, 5, 10 ... 100 ms between tries:
+ * a commit that meets a checkpoint's short lock would wait ten times longer
+ * than the lock lasts. Try every 200 us at first, then every millisecond,
+ * for up to ~20 s in all. */
+static int busy_wait(void *arg, int tries)
+{
+    (void)arg;
+    if (tries >= 20000)
+        return 0;
+    struct timespec ts = {0, tries < 100 ? 200000L : 1000000L};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
+/* The checkpointer's RESTART holds off new writers while it waits for
+ * readers: give up after ~5 ms and try again at the next wake-up rather
+ * than stall the intake. */
+static int busy_wait_briefly(void *arg, int tries)
+{
+    (void)arg;
+    if (tries >= 25)
+        return 0;
+    struct timespec ts = {0, 200000L};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
 static int prepare(vp_spool *s, const char *sql, sqlite3_stmt **st)
 {
     return sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK
@@ -64,7 +92,7 @@ int vp_spool_open(const char *path, uint64_t max_bytes, vp_spool **out, char *er
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK)
         goto fail;
-    sqlite3_busy_timeout(s->db, 10000);
+    sqlite3_busy_handler(s->db, busy_wait, NULL);
     if (sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
     if (prepare(s, "INSERT OR IGNORE INTO batches(run_id, seq, kind, body) VALUES(?,?,?,?)", &s->put) ||
@@ -467,8 +495,11 @@ static void *checkpoint_main(void *arg)
         int log = 0, copied = 0;
         uint64_t restart = VP_SPOOL_WAL_RESTART_BYTES / (uint64_t)c->page_size;
         int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
-        if (rc == SQLITE_OK && ((uint64_t)pages >= restart || (uint64_t)log >= restart))
+        if (rc == SQLITE_OK && ((uint64_t)pages >= restart || (uint64_t)log >= restart)) {
+            sqlite3_busy_handler(c->db, busy_wait_briefly, NULL);
             rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, &log, &copied);
+            sqlite3_busy_handler(c->db, busy_wait, NULL);
+        }
         if (rc == SQLITE_OK) {
             pthread_mutex_lock(&c->mu);
             c->done++;
@@ -493,7 +524,7 @@ int vp_spool_checkpointer_start(const char *path, vp_spool_checkpointer **out, c
     pthread_cond_init(&c->cv, NULL);
     if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
         goto fail;
-    sqlite3_busy_timeout(c->db, 10000);
+    sqlite3_busy_handler(c->db, busy_wait, NULL);
     /* A connection that has not read the file does not know it is in WAL
      * mode, and its checkpoints would do nothing. */
     sqlite3_stmt *ps = NULL;
