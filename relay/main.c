@@ -5,6 +5,7 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -110,6 +111,13 @@ static void on_signal(uv_signal_t *sig, int signum)
 
 int main(int argc, char **argv)
 {
+    /* Every batch is decompressed into a fresh buffer of up to a few hundred
+     * KiB: above glibc's default thresholds each would be a new mapping (or
+     * a heap trimmed and grown again), and its pages faulted in anew. The
+     * buffers in use are bounded by --contexts, so keeping freed ones costs
+     * at most that much. */
+    mallopt(M_MMAP_THRESHOLD, (int)(VP_MAX_BATCH_RAW + VP_MAX_BATCH_RAW / 2));
+    mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
     vp_config cfg;
     char err[512];
     int exit_code = 1;
