@@ -2,10 +2,13 @@
  * relay_int.h - declarations shared by vmpv-relay's own files only.
  *
  * Threads: nng's threads receive batches and hand them to the libuv loop
- * (a mutex-guarded list and a uv_async); the loop checks them and sends the
- * spool writes to libuv's thread pool; acknowledgements go back out through
- * nng once the write is durable. The forwarder is its own thread with its
- * own spool connection and a blocking libcurl handle.
+ * (a mutex-guarded list and a uv_async); the loop checks their headers and
+ * gives each to libuv's thread pool to prepare (decompress, read, thin:
+ * spool reads on the lookup connection), then the prepared ones to one
+ * group commit at a time; acknowledgements go back out through nng once the
+ * commit is durable. The forwarder is its own thread with its own spool
+ * connection and a blocking libcurl handle; the checkpointer another, with
+ * its own connection.
  */
 #ifndef RELAY_INT_H
 #define RELAY_INT_H
