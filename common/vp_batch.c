@@ -18,24 +18,6 @@
 
 static const uint8_t batch_magic[4] = {'V', 'P', 'V', 'B'};
 
-void vp_store_u64le(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-void vp_store_u32le(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-void vp_store_u16le(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
 int vp_batch_encode(uint8_t kind, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq,
                     uint32_t samples, const char *token, const uint8_t *raw, size_t raw_len,
                     uint8_t **out, size_t *out_len)

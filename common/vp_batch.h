@@ -91,9 +91,25 @@ int vp_ack_decode(const uint8_t *msg, size_t len, vp_ack *a);
 void vp_run_id_hex(const uint8_t id[VP_RUN_ID_LEN], char out[33]);
 int vp_run_id_parse(const char *hex, size_t len, uint8_t id[VP_RUN_ID_LEN]);
 
-/* Little-endian stores, the counterparts of vp_load_*le in vp_vmprof.h. */
-void vp_store_u64le(uint8_t *p, uint64_t v);
-void vp_store_u32le(uint8_t *p, uint32_t v);
-void vp_store_u16le(uint8_t *p, uint16_t v);
+/* Little-endian stores, the counterparts of vp_load_*le in vp_vmprof.h;
+ * inline for the same reason (the server's sample blocks store five words
+ * per sample). */
+static inline void vp_store_u64le(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void vp_store_u32le(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void vp_store_u16le(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
 
 #endif

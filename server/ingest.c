@@ -160,18 +160,6 @@ static int note_thread(feed *f, uint64_t thread)
     return VP_OK;
 }
 
-/* le64 is vp_load_u64le inlined for the per-frame loop: one unaligned
- * load, byte-swapped on a big-endian host. */
-static inline uint64_t le64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof(v));
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
 static int on_sample(void *ctx, const vp_vmprof_sample *s)
 {
     feed *f = ctx;
@@ -191,7 +179,7 @@ static int on_sample(void *ctx, const vp_vmprof_sample *s)
     uint32_t n = 0;
     for (uint32_t i = s->depth; i-- > 0;) {
         if (!lines || (i & 1))
-            f->frames[n++] = le64(s->entries + (size_t)i * 8u);
+            f->frames[n++] = vp_vmprof_entry(s, i);
     }
     vps_sample_row row = {.idx = s->index, .rss_kb = s->rss_kb, .thread = s->thread_id};
     /* Older files have no sample clock: sample i is at i x period. */

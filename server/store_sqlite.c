@@ -708,29 +708,13 @@ static int sq_put_stack(vps_db *vdb, int64_t rid, uint64_t hash, const uint64_t 
  * are in index order too, since every writer puts a run's samples in the
  * order of the profile (ingest.c, submit.c), which put_sample checks. */
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof(v));
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
 static void decode_sample(const uint8_t *p, vps_sample_row *row)
 {
-    row->idx = get_u64(p);
-    row->t_ns = (int64_t)get_u64(p + 8);
-    row->rss_kb = get_u64(p + 16);
-    row->thread = get_u64(p + 24);
-    row->stack_id = (int64_t)get_u64(p + 32);
+    row->idx = vp_load_u64le(p);
+    row->t_ns = (int64_t)vp_load_u64le(p + 8);
+    row->rss_kb = vp_load_u64le(p + 16);
+    row->thread = vp_load_u64le(p + 24);
+    row->stack_id = (int64_t)vp_load_u64le(p + 32);
 }
 
 /* block_data checks a stored block's blob against its count; VP_ECORRUPT
@@ -789,11 +773,11 @@ static int sq_put_sample(vps_db *vdb, int64_t rid, const vps_sample_row *row)
         db->pend_tmin = db->pend_tmax = row->t_ns;
     }
     uint8_t *p = db->pend + (size_t)db->npend * SAMPLE_BYTES;
-    put_u64(p, row->idx);
-    put_u64(p + 8, (uint64_t)row->t_ns);
-    put_u64(p + 16, row->rss_kb);
-    put_u64(p + 24, row->thread);
-    put_u64(p + 32, (uint64_t)row->stack_id);
+    vp_store_u64le(p, row->idx);
+    vp_store_u64le(p + 8, (uint64_t)row->t_ns);
+    vp_store_u64le(p + 16, row->rss_kb);
+    vp_store_u64le(p + 24, row->thread);
+    vp_store_u64le(p + 32, (uint64_t)row->stack_id);
     db->pend_last = row->idx;
     if (row->t_ns < db->pend_tmin)
         db->pend_tmin = row->t_ns;
@@ -921,7 +905,7 @@ static int sq_each_stack_count(vps_db *vdb, int64_t rid, vps_stack_count_cb cb, 
         if ((rc = block_data(st, 0, 1, &data, &n)) != VP_OK)
             break;
         for (uint32_t i = 0; i < n && rc == VP_OK; i++)
-            rc = count_stack(db, (int64_t)get_u64(data + (size_t)i * SAMPLE_BYTES + 32), &used,
+            rc = count_stack(db, (int64_t)vp_load_u64le(data + (size_t)i * SAMPLE_BYTES + 32), &used,
                              &minus1);
     }
     if (rc == VP_OK && s != SQLITE_DONE)
