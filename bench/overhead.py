@@ -56,14 +56,8 @@ def child(variant: str, period: float, units: int, tmpdir: str) -> None:
     sys.path.insert(0, str(c.HERE))
     import workload
     out = {"variant": variant, "period": period}
-    inner = []  # (wall, cpu) at the workload's entry and exit
-
-    def work(n: int) -> int:
-        inner.append((time.perf_counter(), time.process_time()))
-        try:
-            return workload.run(n)
-        finally:
-            inner.append((time.perf_counter(), time.process_time()))
+    inner: list = []  # (wall, cpu) at the workload's entry and exit
+    work = workload.clocked(inner)
 
     if variant == "none":
         t0, c0 = time.perf_counter(), time.process_time()
@@ -85,18 +79,28 @@ def child(variant: str, period: float, units: int, tmpdir: str) -> None:
     elif variant == "client":
         import vmprof_viewer_client
         from vmprof_viewer_client import _agent
-        # Time the client's agent requests (start, end) without changing them.
+        # Time the client's agent requests (start, end) without changing
+        # them: each is a send and, later, the wait for its reply (the client
+        # sends `start` and reads its reply only before `end`).
         spent = []
-        real_request = _agent.AgentConnection.request
+        real_send, real_reply = _agent.AgentConnection.send, _agent.AgentConnection.reply
 
-        def timed_request(self, message, *args, **kwargs):
+        def timed_send(self, message, *args, **kwargs):
             r0 = time.perf_counter()
             try:
-                return real_request(self, message, *args, **kwargs)
+                return real_send(self, message, *args, **kwargs)
             finally:
                 spent.append((message.get("op"), time.perf_counter() - r0))
 
-        _agent.AgentConnection.request = timed_request
+        def timed_reply(self, op, *args, **kwargs):
+            r0 = time.perf_counter()
+            try:
+                return real_reply(self, op, *args, **kwargs)
+            finally:
+                spent.append((op, time.perf_counter() - r0))
+
+        _agent.AgentConnection.send = timed_send
+        _agent.AgentConnection.reply = timed_reply
         vmprof_viewer_client.configure("vmpv-bench overhead")
         profiled = vmprof_viewer_client.profile(period=period)(work)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -276,9 +280,12 @@ def main() -> int:
         client = [by[(rep, "client")] for rep in reps]
         req = {"start": [], "end": []}
         for r in client:
+            per_op: dict = {}
             for op, dt in r.get("requests", []):
-                if op in req:
-                    req[op].append(dt * 1000)
+                per_op[op] = per_op.get(op, 0.0) + dt
+            for op in req:
+                if op in per_op:
+                    req[op].append(per_op[op] * 1000)
         verdict.append([
             period,
             f"{c.median(diff['wall']):+.2f} [{c.bootstrap_ci(diff['wall'])[0]:+.2f}, {c.bootstrap_ci(diff['wall'])[1]:+.2f}]",

@@ -53,13 +53,7 @@ def child(period: float, units: int, rounds: int, seed: int, tmpdir: str) -> Non
     import vmprof_viewer_client
 
     inner: list = []  # (wall, cpu) at the workload's entry and exit
-
-    def work(n: int) -> int:
-        inner.append((time.perf_counter(), time.process_time()))
-        try:
-            return workload.run(n)
-        finally:
-            inner.append((time.perf_counter(), time.process_time()))
+    work = workload.clocked(inner)
 
     vmprof_viewer_client.configure("vmpv-bench overhead-paired")
     profiled = vmprof_viewer_client.profile(period=period)(work)
