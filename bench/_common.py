@@ -180,6 +180,17 @@ def start_stack(with_server: bool = False, agent_args: Sequence[str] = (),
     return Stack(tmp, relay, agent, sock, server, owned)
 
 
+def client_env(stack: "Stack", tmp: Path) -> Dict[str, str]:
+    """The environment of a profiled child using stack's agent: no VMPV_*
+    of ours leaks in, and a fixed hash seed, so the workload's dicts of str
+    keys do the same work in every child (randomized hashing is one source
+    of run-to-run spread that has nothing to do with profiling)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMPV_")}
+    env.update(VMPV_AGENT_SOCKET=stack.agent_socket, VMPV_SPOOL_DIR=str(tmp / "client-spool"),
+               PYTHONHASHSEED="0")
+    return env
+
+
 # ---- protocol A ----------------------------------------------------------------
 
 class AgentConn:

@@ -219,12 +219,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vmpv-bench-overhead-") as tmpname:
         tmp = Path(tmpname)
         stack = c.start_stack(tmp=tmp / "stack")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VMPV_")}
-        # A fixed hash seed: the workload's dicts of str keys then do the same
-        # work in every child (randomized hashing is one source of run-to-run
-        # spread that has nothing to do with profiling).
-        env.update(VMPV_AGENT_SOCKET=stack.agent_socket, VMPV_SPOOL_DIR=str(tmp / "client-spool"),
-                   PYTHONHASHSEED="0")
+        env = c.client_env(stack, tmp)
         results = []
         t_start = time.monotonic()
         try:

@@ -134,9 +134,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vmpv-bench-paired-") as tmpname:
         tmp = Path(tmpname)
         stack = c.start_stack(tmp=tmp / "stack")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VMPV_")}
-        env.update(VMPV_AGENT_SOCKET=stack.agent_socket, VMPV_SPOOL_DIR=str(tmp / "client-spool"),
-                   PYTHONHASHSEED="0")
+        env = c.client_env(stack, tmp)
         try:
             for period in c.shuffled(periods, rng):
                 results[period] = run_period(period, units, args.rounds, rng, tmp, env, crashes)

@@ -31,6 +31,7 @@
 
 #include "limits.h"
 #include "store_int.h"
+#include "symtab.h"
 #include "vp_err.h"
 #include "vp_log.h"
 #include "vp_mem.h"
@@ -821,13 +822,6 @@ static int sq_each_name(vps_db *vdb, int64_t rid, vps_name_cb cb, void *ctx)
     return rc;
 }
 
-static uint64_t mix64(uint64_t x)
-{
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
 /* count_stack adds one sample of stack id to the connection's counts (an
  * open-addressing map kept at most half full; key stack id + 1, 0 = empty
  * slot, so id -1 is counted apart in *minus1). */
@@ -849,7 +843,7 @@ static int count_stack(sq_db *db, int64_t id, size_t *used, uint64_t *minus1)
         for (size_t i = 0; i < db->counts_cap; i++) {
             if (!db->counts_keys[i])
                 continue;
-            size_t j = mix64(db->counts_keys[i]) & (cap - 1);
+            size_t j = vps_hash64(db->counts_keys[i]) & (cap - 1);
             while (keys[j])
                 j = (j + 1) & (cap - 1);
             keys[j] = db->counts_keys[i];
@@ -860,7 +854,7 @@ static int count_stack(sq_db *db, int64_t id, size_t *used, uint64_t *minus1)
         db->counts_keys = keys, db->counts_vals = vals, db->counts_cap = cap;
     }
     uint64_t key = (uint64_t)id + 1;
-    size_t mask = db->counts_cap - 1, i = mix64(key) & mask;
+    size_t mask = db->counts_cap - 1, i = vps_hash64(key) & mask;
     while (db->counts_keys[i] && db->counts_keys[i] != key)
         i = (i + 1) & mask;
     if (!db->counts_keys[i]) {
