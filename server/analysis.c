@@ -159,6 +159,9 @@ static int growth_walk(const vps_rundata *rd, vps_db *db, int64_t from, int64_t 
         lo = vps_rd_lower(rd, from);
         hi = to == INT64_MAX ? rd->samples : vps_rd_lower(rd, to + 1);
     }
+    int rc = vps_rd_check_samples(rd, lo, hi);
+    if (rc != VP_OK)
+        return rc;
     for (uint64_t i = lo; i < hi; i++) {
         int64_t t = rd->t_ns[i];
         if (!rd->monotonic && (t < from || t > to))

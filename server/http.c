@@ -254,9 +254,8 @@ static void ref_dispose(void *p)
     }
 }
 
-static void work_cb(uv_work_t *w)
+static void run_job(job *j)
 {
-    job *j = w->data;
     vps_http *h = j->http;
     switch (j->kind) {
     case JOB_BATCH:
@@ -305,6 +304,21 @@ static void work_cb(uv_work_t *w)
     case JOB_WARM:
         vps_query_warm(h->store, h->cache, j->id);
         break;
+    }
+}
+
+static void work_cb(uv_work_t *w)
+{
+    job *j = w->data;
+    run_job(j);
+    if (j->reply.retry) {
+        /* Once: the answer failed on a damaged summary file, which the
+         * cache has dropped, so this time the run is read from the store. */
+        vps_reply_fini(&j->reply);
+        j->reply.status = 0;
+        j->reply.content_type = NULL;
+        j->reply.retry = 0;
+        run_job(j);
     }
 }
 

@@ -23,6 +23,7 @@ typedef struct vps_reply {
     size_t len;
     char disposition[96];     /* Content-Disposition value, "" = none */
     char run_id[33];          /* a run the request stored, "" = none */
+    int retry;                /* failed on derived data now dropped: asking again works */
 } vps_reply;
 
 /* vps_reply_json serialises obj (the reply takes the reference). */

@@ -43,10 +43,14 @@ vps_db *vps__open_run(vps_store *s, const char *id, vps_run *run, vps_reply *out
 
 void vps__reply_failure(vps_reply *out, int rc)
 {
-    if (rc == VP_ETOOBIG)
+    if (rc == VP_ETOOBIG) {
         vps_reply_error(out, 413, "the run has more than %u distinct call paths to analyse",
                         VP_MAX_QUERY_NODES);
-    else
+    } else if (rc == VP_ECORRUPT) {
+        /* A damaged summary file (rundata.h): the cache has let it go. */
+        vps_reply_error(out, 500, "the run's summary file is damaged; it is being rebuilt");
+        out->retry = 1;
+    } else
         vps_reply_error(out, 500, "query failed: %s", vp_strerror(rc));
 }
 
@@ -949,18 +953,25 @@ static void raw_run(memory_ctx *m, bucket *bk, uint64_t lo, uint64_t hi)
 
 /* bucket_run fills bucket b from the cached samples [lo, hi), all of which
  * fall in it: whole blocks from their summaries, the ends sample by sample.
- * Blocks are taken in order and ties keep the first, as a scan would. */
-static void bucket_run(memory_ctx *m, uint32_t b, uint64_t lo, uint64_t hi)
+ * Blocks are taken in order and ties keep the first, as a scan would. A
+ * block's highest sample leaves best_node unset (VPS_RD_NONE) for
+ * resolve_best: reading it here would read a node page per block. */
+static int bucket_run(memory_ctx *m, uint32_t b, uint64_t lo, uint64_t hi)
 {
     const vps_rundata *rd = m->rd;
     bucket *bk = &m->b[b];
+    int rc;
     m->cur = b;
     while (lo < hi) {
         uint64_t k = lo / VPS_RD_BLOCK, end = (k + 1) * VPS_RD_BLOCK;
         const vps_rd_block *s = &rd->blocks[k];
+        if ((rc = vps_rd_check_summary(rd, k)) != VP_OK)
+            return rc;
         if (lo != k * VPS_RD_BLOCK || end > hi || s->nhist == VPS_RD_NONE) {
             if (end > hi)
                 end = hi;
+            if ((rc = vps_rd_check_samples(rd, lo, end)) != VP_OK)
+                return rc;
             raw_run(m, bk, lo, end);
             lo = end;
             continue;
@@ -970,7 +981,7 @@ static void bucket_run(memory_ctx *m, uint32_t b, uint64_t lo, uint64_t hi)
         if (bk->n == 0 || s->max > bk->max) {
             bk->max = bk->best_rss = s->max;
             bk->best_idx = lo + s->argmax;
-            bk->best_node = rd->node[lo + s->argmax];
+            bk->best_node = VPS_RD_NONE;
         }
         bk->sum += s->sum;
         bk->n += VPS_RD_BLOCK;
@@ -983,6 +994,24 @@ static void bucket_run(memory_ctx *m, uint32_t b, uint64_t lo, uint64_t hi)
         lo = end;
     }
     finish_dense(m);
+    return VP_OK;
+}
+
+/* resolve_best reads the node of each bucket's highest sample that
+ * bucket_run left unset: one page per bucket, not one per block. */
+static int resolve_best(memory_ctx *m)
+{
+    const vps_rundata *rd = m->rd;
+    for (uint32_t b = 0; b < m->nb; b++) {
+        bucket *bk = &m->b[b];
+        if (bk->n == 0 || bk->best_node != VPS_RD_NONE)
+            continue;
+        int rc = vps_rd_check_samples(rd, bk->best_idx, bk->best_idx + 1);
+        if (rc != VP_OK)
+            return rc;
+        bk->best_node = rd->node[bk->best_idx];
+    }
+    return VP_OK;
 }
 
 static int memory_walk(memory_ctx *m, vps_db *db)
@@ -1000,11 +1029,11 @@ static int memory_walk(memory_ctx *m, vps_db *db)
             uint64_t stop = m->cur_hi == INT64_MAX ? end : vps_rd_lower(rd, m->cur_hi);
             if (stop > end)
                 stop = end;
-            if (stop > pos)
-                bucket_run(m, b, pos, stop);
+            if (stop > pos && (rc = bucket_run(m, b, pos, stop)) != VP_OK)
+                return rc;
             pos = stop;
         }
-        return VP_OK;
+        return resolve_best(m);
     }
     if (rd->cached && !m->hashed) {
         /* A clock that went backwards: samples in time order, so buckets

@@ -256,6 +256,7 @@ static void rd_free(vps_rundata *rd)
         return;
     vps_symtab_fini(&rd->syms);
     vp_free(rd->nodes);
+    vp_free(rd->checks);
     if (rd->map) {
         /* Everything but nodes and syms lives in the mapping. */
         munmap(rd->map, rd->map_len);
@@ -586,11 +587,14 @@ int vps_rd_each(const vps_rundata *rd, vps_db *db, int64_t from_ns, int64_t to_n
         lo = bisect(rd->t_ns, rd->samples, from_ns);
         hi = to_ns == INT64_MAX ? rd->samples : bisect(rd->t_ns, rd->samples, to_ns + 1);
     }
+    int rc = vps_rd_check_samples(rd, lo, hi);
+    if (rc != VP_OK)
+        return rc;
     for (uint64_t i = lo; i < hi; i++) {
         int64_t t = rd->t_ns[i];
         if (t < from_ns || t > to_ns)
             continue;
-        int rc = cb(ctx, i, t, rd->rss_kb[i], rd->node[i]);
+        rc = cb(ctx, i, t, rd->rss_kb[i], rd->node[i]);
         if (rc)
             return rc;
     }
@@ -625,10 +629,10 @@ int vps_rd_count(const vps_rundata *rd, vps_db *db, int whole, int64_t from_ns, 
         if (rd->monotonic) {
             lo = bisect(rd->t_ns, rd->samples, from_ns);
             hi = to_ns == INT64_MAX ? rd->samples : bisect(rd->t_ns, rd->samples, to_ns + 1);
-            vps_rd_count_range(rd, lo, hi, counts);
             *n = hi - lo;
-            return VP_OK;
+            return vps_rd_count_range(rd, lo, hi, counts);
         }
+        /* A clock that went backwards: every index was checked at load. */
         for (uint64_t i = lo; i < hi; i++) {
             if (rd->t_ns[i] >= from_ns && rd->t_ns[i] <= to_ns) {
                 counts[rd->node[i]]++;
@@ -644,11 +648,14 @@ int vps_rd_count(const vps_rundata *rd, vps_db *db, int whole, int64_t from_ns, 
     return rc;
 }
 
-void vps_rd_count_range(const vps_rundata *rd, uint64_t lo, uint64_t hi, uint64_t *counts)
+int vps_rd_count_range(const vps_rundata *rd, uint64_t lo, uint64_t hi, uint64_t *counts)
 {
+    int rc;
     while (lo < hi) {
         uint64_t k = lo / VPS_RD_BLOCK, end = (k + 1) * VPS_RD_BLOCK;
         const vps_rd_block *b = &rd->blocks[k];
+        if ((rc = vps_rd_check_summary(rd, k)) != VP_OK)
+            return rc;
         if (lo == k * VPS_RD_BLOCK && end <= hi && b->nhist != VPS_RD_NONE) {
             const vps_rd_hist *h = rd->hist + b->hist;
             for (uint32_t j = 0; j < b->nhist; j++)
@@ -658,10 +665,13 @@ void vps_rd_count_range(const vps_rundata *rd, uint64_t lo, uint64_t hi, uint64_
         }
         if (end > hi)
             end = hi;
+        if ((rc = vps_rd_check_samples(rd, lo, end)) != VP_OK)
+            return rc;
         for (uint64_t i = lo; i < end; i++)
             counts[rd->node[i]]++;
         lo = end;
     }
+    return VP_OK;
 }
 
 uint64_t vps_rd_lower(const vps_rundata *rd, int64_t t_ns)
@@ -849,39 +859,84 @@ static int sum_check(const sum_head *h, const vps_run *run, uint64_t len)
            h->file_bytes == len;
 }
 
-/* sum_valid checks every index a query will follow in a mapped rundata. */
-static int sum_valid(const vps_rundata *rd, uint64_t nhist)
+/* block_samples_ok says whether every node index of block k's samples
+ * is a node. No early exit: the compiler vectorises the loop. */
+static int block_samples_ok(const vps_rundata *rd, uint64_t k)
 {
-    uint32_t nn = rd->nnodes;
-    /* No early exit: the compiler vectorises these loops, so a
-     * 10-million-sample run is checked in a few milliseconds. */
-    const uint32_t *node = rd->node, *order = rd->order;
-    const uint64_t ns = rd->samples;
+    const uint32_t *node = rd->node, nn = rd->nnodes;
+    uint64_t lo = k * VPS_RD_BLOCK, hi = lo + VPS_RD_BLOCK;
+    if (hi > rd->samples)
+        hi = rd->samples;
     uint32_t bad = 0;
-    for (uint64_t i = 0; i < ns; i++)
+    for (uint64_t i = lo; i < hi; i++)
         bad |= node[i] >= nn;
-    if (order) {
-        const uint32_t n32 = (uint32_t)ns; /* ns <= UINT32_MAX: sum_check */
-        for (uint64_t i = 0; i < ns; i++)
-            bad |= order[i] >= n32;
-    }
-    if (bad)
+    return !bad;
+}
+
+/* block_summary_ok checks what block k's summary points at: its argmax
+ * and its hist entries (of nhist in the file). */
+static int block_summary_ok(const vps_rundata *rd, uint64_t k, uint64_t nhist)
+{
+    const vps_rd_block *b = &rd->blocks[k];
+    if (b->argmax >= VPS_RD_BLOCK || b->argmax >= rd->samples - k * VPS_RD_BLOCK)
         return 0;
-    uint64_t nb = (rd->samples + VPS_RD_BLOCK - 1) / VPS_RD_BLOCK;
-    for (uint64_t k = 0; k < nb; k++) {
-        const vps_rd_block *b = &rd->blocks[k];
-        if (b->argmax >= VPS_RD_BLOCK || b->argmax >= rd->samples - k * VPS_RD_BLOCK)
+    if (b->nhist == VPS_RD_NONE)
+        return 1;
+    if (b->nhist > VPS_RD_HIST_MAX || b->hist > nhist || b->nhist > nhist - b->hist)
+        return 0;
+    for (uint32_t j = 0; j < b->nhist; j++) {
+        if (rd->hist[b->hist + j].node >= rd->nnodes)
             return 0;
-        if (b->nhist == VPS_RD_NONE)
-            continue;
-        if (b->nhist > VPS_RD_HIST_MAX || b->hist > nhist || b->nhist > nhist - b->hist)
-            return 0;
-        for (uint32_t j = 0; j < b->nhist; j++) {
-            if (rd->hist[b->hist + j].node >= nn)
-                return 0;
-        }
     }
     return 1;
+}
+
+/* sum_valid checks every index a query can follow in a mapped rundata
+ * whose clock went backwards: its order array sends a walk anywhere, so
+ * such a file is checked whole at load. */
+static int sum_valid(const vps_rundata *rd, uint64_t nhist)
+{
+    const uint32_t *order = rd->order;
+    const uint64_t ns = rd->samples, nb = (ns + VPS_RD_BLOCK - 1) / VPS_RD_BLOCK;
+    const uint32_t n32 = (uint32_t)ns; /* ns <= UINT32_MAX: sum_check */
+    uint32_t bad = 0;
+    for (uint64_t i = 0; order && i < ns; i++)
+        bad |= order[i] >= n32;
+    for (uint64_t k = 0; k < nb && !bad; k++)
+        bad |= !block_samples_ok(rd, k) || !block_summary_ok(rd, k, nhist);
+    return !bad;
+}
+
+static int checks_failed(const vps_rundata *rd)
+{
+    atomic_store(&rd->checks->damaged, 1);
+    return VP_ECORRUPT;
+}
+
+int vps__rd_check_samples_slow(const vps_rundata *rd, uint64_t lo, uint64_t hi)
+{
+    if (hi > rd->samples)
+        hi = rd->samples;
+    for (uint64_t k = lo / VPS_RD_BLOCK; k * VPS_RD_BLOCK < hi; k++) {
+        _Atomic uint8_t *bits = &rd->checks->block[k];
+        if (atomic_load_explicit(bits, memory_order_acquire) & VPS_RD_CHECKED_SAMPLES)
+            continue;
+        /* Two queries may check the same block at once: both find the
+         * same answer, so no lock. */
+        if (!block_samples_ok(rd, k))
+            return checks_failed(rd);
+        atomic_fetch_or_explicit(bits, VPS_RD_CHECKED_SAMPLES, memory_order_release);
+    }
+    return VP_OK;
+}
+
+int vps__rd_check_summary_slow(const vps_rundata *rd, uint64_t k)
+{
+    if (!block_summary_ok(rd, k, rd->checks->nhist))
+        return checks_failed(rd);
+    atomic_fetch_or_explicit(&rd->checks->block[k], VPS_RD_CHECKED_SUMMARY,
+                             memory_order_release);
+    return VP_OK;
 }
 
 /* sum_load maps run's summary file. VP_ENOTFOUND: no usable file (a stale
@@ -949,10 +1004,17 @@ static int sum_load(const char *dir, vps_db *db, const vps_run *run, vps_rundata
             goto fail;
         }
     }
-    if (!sum_valid(rd, h.nhist))
+    if (h.monotonic) {
+        rc = VP_ENOMEM;
+        if (!(rd->checks = vp_calloc(1, sizeof(vps_rd_checks) + h.nblocks)))
+            goto fail;
+        rd->checks->nhist = h.nhist;
+        rc = VP_ECORRUPT;
+    } else if (!sum_valid(rd, h.nhist)) {
         goto fail;
+    }
     rd->bytes = sizeof(*rd) + rd->syms.bytes + (size_t)h.nnodes * sizeof(vps_rd_node) +
-                rd->map_len;
+                rd->map_len + (rd->checks ? sizeof(vps_rd_checks) + h.nblocks : 0);
     *out = rd;
     return VP_OK;
 fail:
@@ -1223,7 +1285,21 @@ void vps_rd_release(vps_rdcache *c, vps_rundata *rd)
         rd_free(rd);
         return;
     }
+    int damaged = rd->checks && atomic_load(&rd->checks->damaged);
     pthread_mutex_lock(&c->lock);
+    if (damaged && !e->detached) {
+        /* A query found the file damaged: nobody new gets this rundata,
+         * and the next query reads the run from the store (and writes the
+         * file again: removed under the lock, before anyone can). */
+        char path[4200] = "";
+        if (c->dir) {
+            sum_path(c->dir, e->id, path, sizeof(path));
+            unlink(path);
+        }
+        vp_warn("run %s: summary file %s is damaged; reading the run from the store", e->id,
+                path);
+        retire(c, e);
+    }
     if (--e->pins == 0 && e->detached) {
         c->bytes -= e->bytes;
         rd_free(e->rd);

@@ -22,6 +22,7 @@
 #ifndef VPS_RUNDATA_H
 #define VPS_RUNDATA_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,6 +59,16 @@ typedef struct vps_rd_hist {
 
 typedef struct vps_rundata vps_rundata;
 
+/* What of a mapped rundata's blocks was checked, shared by the queries
+ * using it: block[k] holds VPS_RD_CHECKED_* bits; damaged is set once a
+ * check failed, and the cache then drops the rundata and its file when
+ * the last query releases it. */
+typedef struct vps_rd_checks {
+    uint64_t nhist; /* entries in the file's hist section */
+    atomic_int damaged;
+    _Atomic uint8_t block[]; /* ceil(samples / VPS_RD_BLOCK) */
+} vps_rd_checks;
+
 struct vps_rundata {
     vps_symtab syms;
     vps_rd_node *nodes; /* parents come before their children */
@@ -89,7 +100,13 @@ struct vps_rundata {
      * heap as usual. NULL when built from the store. */
     void *map;
     size_t map_len;
+    /* Mapped only (see vps_rd_check_samples); NULL when every index is
+     * trusted (built here, or checked whole at load). */
+    vps_rd_checks *checks;
 };
+
+#define VPS_RD_CHECKED_SAMPLES 1u /* every node index of the block's samples */
+#define VPS_RD_CHECKED_SUMMARY 2u /* argmax and every hist entry */
 
 typedef struct vps_rdcache vps_rdcache;
 
@@ -138,8 +155,33 @@ int vps_rd_count(const vps_rundata *rd, vps_db *db, int whole, int64_t from_ns, 
 uint64_t vps_rd_lower(const vps_rundata *rd, int64_t t_ns);
 
 /* vps_rd_count_range adds the samples per node of positions [lo, hi) to
- * counts; cached rundata only. */
-void vps_rd_count_range(const vps_rundata *rd, uint64_t lo, uint64_t hi, uint64_t *counts);
+ * counts; cached rundata only. VP_ECORRUPT as vps_rd_check_samples. */
+int vps_rd_count_range(const vps_rundata *rd, uint64_t lo, uint64_t hi, uint64_t *counts);
+
+/* A rundata mapped from a summary file is checked block by block as
+ * queries reach the blocks (a whole check at load read the whole file,
+ * which was most of a first query's time once the file had left the page
+ * cache). Before following rd->node[i] for i in [lo, hi) a query calls
+ * vps_rd_check_samples; before using blocks[k]'s summary (argmax, hist),
+ * vps_rd_check_summary. VP_ECORRUPT: the file is damaged; rd is marked
+ * so that the cache forgets it and its file on release, and the query
+ * fails with that code (vps__reply_failure asks for one retry, which
+ * reads the run from the store). Safe from several threads at once. */
+int vps__rd_check_samples_slow(const vps_rundata *rd, uint64_t lo, uint64_t hi);
+int vps__rd_check_summary_slow(const vps_rundata *rd, uint64_t k);
+
+static inline int vps_rd_check_samples(const vps_rundata *rd, uint64_t lo, uint64_t hi)
+{
+    return rd->checks && lo < hi ? vps__rd_check_samples_slow(rd, lo, hi) : 0;
+}
+
+static inline int vps_rd_check_summary(const vps_rundata *rd, uint64_t k)
+{
+    return rd->checks && !(atomic_load_explicit(&rd->checks->block[k], memory_order_acquire) &
+                           VPS_RD_CHECKED_SUMMARY)
+               ? vps__rd_check_summary_slow(rd, k)
+               : 0;
+}
 
 /* vps_rd_lca is the deepest common ancestor of two nodes. */
 uint32_t vps_rd_lca(const vps_rundata *rd, uint32_t a, uint32_t b);

@@ -960,9 +960,21 @@ def test_summary_files_are_used_and_damaged_ones_rebuilt(tmp):
         wait_summaries(s, [rid])
         f = summary_file(s, rid)
         size = f.stat().st_size
-        for damage in (None, "cut", "garbage"):
+        for damage in (None, "cut", "garbage", "nodes"):
             s.stop()
-            if damage == "cut":
+            if damage == "nodes":
+                # Only the per-sample call-path indices: the head and the
+                # trie load fine, a query finds the damage when it first
+                # reads a block, and the answer comes from the store.
+                head = f.read_bytes()[:512]
+                sec_node = 5  # NODES ADDRS WHOLE T RSS NODE ... (rundata.c)
+                off = struct.unpack_from("<Q", head, 104 + 8 * sec_node)[0]
+                length = struct.unpack_from("<Q", head, 104 + 8 * (9 + sec_node))[0]
+                assert 0 < off and length == 4 * len(samples)
+                with open(f, "r+b") as fh:
+                    fh.seek(off)
+                    fh.write(b"\xff" * length)
+            elif damage == "cut":
                 with open(f, "r+b") as fh:
                     fh.truncate(size // 2)
             elif damage == "garbage":
@@ -978,8 +990,8 @@ def test_summary_files_are_used_and_damaged_ones_rebuilt(tmp):
             assert sum(p["n"] for p in mem["points"]) == len(samples)
             log = s.log.read_text()[before:]
             from_file = "from its summary file" in log
-            assert from_file == (damage is None), log
-            assert ("is damaged" in log) == (damage == "garbage"), log
+            assert from_file == (damage in (None, "nodes")), log
+            assert ("is damaged" in log) == (damage in ("garbage", "nodes")), log
             # Rebuilt from the store, the file is written again, whole.
             wait_summaries(s, [rid])
             assert f.stat().st_size == size
