@@ -159,6 +159,7 @@ static int growth_walk(const vps_rundata *rd, vps_db *db, int64_t from, int64_t 
         lo = vps_rd_lower(rd, from);
         hi = to == INT64_MAX ? rd->samples : vps_rd_lower(rd, to + 1);
     }
+    vps_rd_will_need(rd, lo, hi);
     int rc = vps_rd_check_samples(rd, lo, hi);
     if (rc != VP_OK)
         return rc;

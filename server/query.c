@@ -953,9 +953,7 @@ static void raw_run(memory_ctx *m, bucket *bk, uint64_t lo, uint64_t hi)
 
 /* bucket_run fills bucket b from the cached samples [lo, hi), all of which
  * fall in it: whole blocks from their summaries, the ends sample by sample.
- * Blocks are taken in order and ties keep the first, as a scan would. A
- * block's highest sample leaves best_node unset (VPS_RD_NONE) for
- * resolve_best: reading it here would read a node page per block. */
+ * Blocks are taken in order and ties keep the first, as a scan would. */
 static int bucket_run(memory_ctx *m, uint32_t b, uint64_t lo, uint64_t hi)
 {
     const vps_rundata *rd = m->rd;
@@ -981,7 +979,7 @@ static int bucket_run(memory_ctx *m, uint32_t b, uint64_t lo, uint64_t hi)
         if (bk->n == 0 || s->max > bk->max) {
             bk->max = bk->best_rss = s->max;
             bk->best_idx = lo + s->argmax;
-            bk->best_node = VPS_RD_NONE;
+            bk->best_node = s->argmax_node;
         }
         bk->sum += s->sum;
         bk->n += VPS_RD_BLOCK;
@@ -997,23 +995,6 @@ static int bucket_run(memory_ctx *m, uint32_t b, uint64_t lo, uint64_t hi)
     return VP_OK;
 }
 
-/* resolve_best reads the node of each bucket's highest sample that
- * bucket_run left unset: one page per bucket, not one per block. */
-static int resolve_best(memory_ctx *m)
-{
-    const vps_rundata *rd = m->rd;
-    for (uint32_t b = 0; b < m->nb; b++) {
-        bucket *bk = &m->b[b];
-        if (bk->n == 0 || bk->best_node != VPS_RD_NONE)
-            continue;
-        int rc = vps_rd_check_samples(rd, bk->best_idx, bk->best_idx + 1);
-        if (rc != VP_OK)
-            return rc;
-        bk->best_node = rd->node[bk->best_idx];
-    }
-    return VP_OK;
-}
-
 static int memory_walk(memory_ctx *m, vps_db *db)
 {
     const vps_rundata *rd = m->rd;
@@ -1024,6 +1005,18 @@ static int memory_walk(memory_ctx *m, vps_db *db)
          * positions found by bisection. */
         uint64_t pos = vps_rd_lower(rd, m->from_ns);
         uint64_t end = to_ns == INT64_MAX ? rd->samples : vps_rd_lower(rd, to_ns + 1);
+        /* Ask for what the walk reads before it starts (a summary file that
+         * left the page cache is then read in one go, not a page per
+         * fault): every sample of small buckets, else the block around
+         * each bucket's edge (the rest comes from block summaries). */
+        if (end - pos <= (uint64_t)m->nb * 2 * VPS_RD_BLOCK) {
+            vps_rd_will_need(rd, pos, end);
+        } else {
+            for (uint32_t b = 1; b < m->nb; b++) {
+                set_range(m, b);
+                vps_rd_will_need_at(rd, m->cur_lo);
+            }
+        }
         for (uint32_t b = 0; b < m->nb && pos < end; b++) {
             set_range(m, b);
             uint64_t stop = m->cur_hi == INT64_MAX ? end : vps_rd_lower(rd, m->cur_hi);
@@ -1033,7 +1026,7 @@ static int memory_walk(memory_ctx *m, vps_db *db)
                 return rc;
             pos = stop;
         }
-        return resolve_best(m);
+        return VP_OK;
     }
     if (rd->cached && !m->hashed) {
         /* A clock that went backwards: samples in time order, so buckets

@@ -270,6 +270,7 @@ static void rd_free(vps_rundata *rd)
     vp_free(rd->rss_kb);
     vp_free(rd->node);
     vp_free(rd->blocks);
+    vp_free(rd->bt);
     vp_free(rd->hist);
     vp_free(rd->order);
     vp_free(rd->skeys);
@@ -406,16 +407,18 @@ static int on_slot_stack(void *ctx, int64_t stack_id, const uint64_t *frames, ui
 static int summarise(vps_rundata *rd)
 {
     uint64_t nb = (rd->samples + VPS_RD_BLOCK - 1) / VPS_RD_BLOCK;
-    rd->blocks = vp_malloc((nb ? nb : 1) * sizeof(vps_rd_block));
+    rd->blocks = vp_calloc(nb ? nb : 1, sizeof(vps_rd_block));
+    rd->bt = vp_malloc((nb ? nb : 1) * sizeof(int64_t));
     uint32_t *cnt = vp_calloc(rd->nnodes, sizeof(uint32_t));
     uint32_t *seen = vp_malloc(VPS_RD_BLOCK * sizeof(uint32_t));
     size_t hcap = 0, hn = 0;
-    int rc = rd->blocks && cnt && seen ? VP_OK : VP_ENOMEM;
+    int rc = rd->blocks && rd->bt && cnt && seen ? VP_OK : VP_ENOMEM;
     for (uint64_t k = 0; k < nb && rc == VP_OK; k++) {
         uint64_t lo = k * VPS_RD_BLOCK, hi = lo + VPS_RD_BLOCK;
         if (hi > rd->samples)
             hi = rd->samples;
         vps_rd_block *b = &rd->blocks[k];
+        rd->bt[k] = rd->t_ns[lo];
         b->min = UINT32_MAX, b->max = 0, b->sum = 0, b->argmax = 0;
         uint32_t nseen = 0;
         for (uint64_t i = lo; i < hi; i++) {
@@ -423,7 +426,7 @@ static int summarise(vps_rundata *rd)
             if (v < b->min)
                 b->min = v;
             if (v > b->max || i == lo)
-                b->max = v, b->argmax = (uint32_t)(i - lo);
+                b->max = v, b->argmax = (uint32_t)(i - lo), b->argmax_node = x;
             b->sum += v;
             if (cnt[x]++ == 0)
                 seen[nseen++] = x;
@@ -453,7 +456,7 @@ static int summarise(vps_rundata *rd)
     vp_free(cnt);
     vp_free(seen);
     if (rc == VP_OK)
-        rd->bytes += nb * sizeof(vps_rd_block) + hcap * sizeof(vps_rd_hist);
+        rd->bytes += nb * (sizeof(vps_rd_block) + sizeof(int64_t)) + hcap * sizeof(vps_rd_hist);
     return rc;
 }
 
@@ -587,6 +590,7 @@ int vps_rd_each(const vps_rundata *rd, vps_db *db, int64_t from_ns, int64_t to_n
         lo = bisect(rd->t_ns, rd->samples, from_ns);
         hi = to_ns == INT64_MAX ? rd->samples : bisect(rd->t_ns, rd->samples, to_ns + 1);
     }
+    vps_rd_will_need(rd, lo, hi);
     int rc = vps_rd_check_samples(rd, lo, hi);
     if (rc != VP_OK)
         return rc;
@@ -633,6 +637,7 @@ int vps_rd_count(const vps_rundata *rd, vps_db *db, int whole, int64_t from_ns, 
             return vps_rd_count_range(rd, lo, hi, counts);
         }
         /* A clock that went backwards: every index was checked at load. */
+        vps_rd_will_need(rd, lo, hi);
         for (uint64_t i = lo; i < hi; i++) {
             if (rd->t_ns[i] >= from_ns && rd->t_ns[i] <= to_ns) {
                 counts[rd->node[i]]++;
@@ -676,7 +681,52 @@ int vps_rd_count_range(const vps_rundata *rd, uint64_t lo, uint64_t hi, uint64_t
 
 uint64_t vps_rd_lower(const vps_rundata *rd, int64_t t_ns)
 {
-    return bisect(rd->t_ns, rd->samples, t_ns);
+    /* Blocks first: a search touches two pages of t_ns, not twenty. The
+     * answer is in the block before the first that starts at or after
+     * t_ns, or is that block's start. */
+    uint64_t nb = (rd->samples + VPS_RD_BLOCK - 1) / VPS_RD_BLOCK;
+    uint64_t k = bisect(rd->bt, nb, t_ns);
+    if (k == 0)
+        return 0;
+    uint64_t lo = (k - 1) * VPS_RD_BLOCK, hi = k * VPS_RD_BLOCK;
+    if (hi > rd->samples)
+        hi = rd->samples;
+    return lo + bisect(rd->t_ns + lo, hi - lo, t_ns);
+}
+
+/* Linux reads at most the device's read-ahead size (8 MiB here) per
+ * MADV_WILLNEED call and drops the rest, so longer ranges go in pieces. */
+#define ADVISE_CHUNK ((uintptr_t)4 << 20)
+
+/* advise starts reading n bytes at p of a mapping (pages around them). */
+static void advise(const void *p, size_t n)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~(page - 1), z = ((uintptr_t)p + n + page - 1) & ~(page - 1);
+    for (; n && a < z; a += ADVISE_CHUNK) {
+        uintptr_t len = z - a < ADVISE_CHUNK ? z - a : ADVISE_CHUNK;
+        (void)madvise((void *)a, len, MADV_WILLNEED); /* advice: failure is harmless */
+    }
+}
+
+void vps_rd_will_need(const vps_rundata *rd, uint64_t lo, uint64_t hi)
+{
+    if (!rd->map || lo >= hi)
+        return;
+    if (hi > rd->samples)
+        hi = rd->samples;
+    advise(rd->t_ns + lo, (hi - lo) * sizeof(int64_t));
+    advise(rd->rss_kb + lo, (hi - lo) * sizeof(uint32_t));
+    advise(rd->node + lo, (hi - lo) * sizeof(uint32_t));
+}
+
+void vps_rd_will_need_at(const vps_rundata *rd, int64_t t_ns)
+{
+    if (!rd->map)
+        return;
+    uint64_t k = bisect(rd->bt, (rd->samples + VPS_RD_BLOCK - 1) / VPS_RD_BLOCK, t_ns);
+    if (k > 0)
+        vps_rd_will_need(rd, (k - 1) * VPS_RD_BLOCK, k * VPS_RD_BLOCK);
 }
 
 uint32_t vps_rd_lca(const vps_rundata *rd, uint32_t a, uint32_t b)
@@ -715,9 +765,10 @@ uint32_t vps_rd_lca(const vps_rundata *rd, uint32_t a, uint32_t b)
  */
 
 enum { SEC_NODES, SEC_ADDRS, SEC_WHOLE, SEC_T, SEC_RSS, SEC_NODE, SEC_BLOCKS, SEC_HIST,
-       SEC_ORDER, SEC_COUNT };
+       SEC_ORDER, SEC_BT, SEC_COUNT };
 
-#define SUM_MAGIC "VPRDSUM1"
+/* 2 added BT and each block's argmax_node; a file of 1 is rebuilt. */
+#define SUM_MAGIC "VPRDSUM2"
 #define SUM_ENDIAN 0x01020304u
 
 typedef struct sum_head {
@@ -749,6 +800,7 @@ static void sum_layout(sum_head *h)
     h->len[SEC_BLOCKS] = h->nblocks * sizeof(vps_rd_block);
     h->len[SEC_HIST] = h->nhist * sizeof(vps_rd_hist);
     h->len[SEC_ORDER] = h->monotonic ? 0 : n * sizeof(uint32_t);
+    h->len[SEC_BT] = h->nblocks * sizeof(int64_t);
     uint64_t at = (sizeof(sum_head) + 63) & ~(uint64_t)63;
     for (int i = 0; i < SEC_COUNT; i++) {
         h->off[i] = at;
@@ -813,7 +865,7 @@ static int sum_write(const char *dir, const vps_run *run, const vps_rundata *rd)
         goto fail;
     made = 1;
     const void *sec[SEC_COUNT] = {rd->nodes, addrs, rd->whole, rd->t_ns, rd->rss_kb,
-                                  rd->node, rd->blocks, rd->hist, rd->order};
+                                  rd->node, rd->blocks, rd->hist, rd->order, rd->bt};
     if (ftruncate(fd, (off_t)h.file_bytes) != 0 || pwrite_all(fd, &h, sizeof(h), 0) != VP_OK)
         goto fail;
     for (int i = 0; i < SEC_COUNT; i++) {
@@ -878,7 +930,8 @@ static int block_samples_ok(const vps_rundata *rd, uint64_t k)
 static int block_summary_ok(const vps_rundata *rd, uint64_t k, uint64_t nhist)
 {
     const vps_rd_block *b = &rd->blocks[k];
-    if (b->argmax >= VPS_RD_BLOCK || b->argmax >= rd->samples - k * VPS_RD_BLOCK)
+    if (b->argmax >= VPS_RD_BLOCK || b->argmax >= rd->samples - k * VPS_RD_BLOCK ||
+        b->argmax_node >= rd->nnodes)
         return 0;
     if (b->nhist == VPS_RD_NONE)
         return 1;
@@ -985,6 +1038,19 @@ static int sum_load(const char *dir, vps_db *db, const vps_run *run, vps_rundata
     rd->blocks = (vps_rd_block *)(base + h.off[SEC_BLOCKS]);
     rd->hist = (vps_rd_hist *)(base + h.off[SEC_HIST]);
     rd->order = h.monotonic ? NULL : (uint32_t *)(base + h.off[SEC_ORDER]);
+    rd->bt = (int64_t *)(base + h.off[SEC_BT]);
+    /* Read a page at a time where queries look (the device's read-ahead
+     * here is 8 MiB: each first touch of a cold page read that much, so a
+     * query that needed a few pages read most of the file); what a query
+     * scans is asked for in one go (vps_rd_will_need), and the small
+     * sections now, since the trie and every block query read them. */
+    (void)madvise(rd->map, rd->map_len, MADV_RANDOM);
+    for (int i = 0; i < SEC_COUNT; i++) {
+        if (i != SEC_T && i != SEC_RSS && i != SEC_NODE && (i != SEC_ORDER || !h.monotonic))
+            advise(base + h.off[i], h.len[i]);
+    }
+    if (!h.monotonic)
+        advise(base + h.off[SEC_NODE], h.len[SEC_NODE]); /* checked whole below */
     if (!(rd->nodes = vp_malloc((size_t)h.nnodes * sizeof(vps_rd_node))))
         goto fail;
     memcpy(rd->nodes, base + h.off[SEC_NODES], (size_t)h.nnodes * sizeof(vps_rd_node));

@@ -51,6 +51,8 @@ typedef struct vps_rd_block {
     uint32_t min, max, argmax; /* argmax: position in the block */
     uint32_t nhist;            /* entries in hist; VPS_RD_NONE: none kept */
     uint64_t sum, hist;        /* hist: index of the first entry */
+    uint32_t argmax_node;      /* node of the sample at argmax */
+    uint32_t unused;
 } vps_rd_block;
 
 typedef struct vps_rd_hist {
@@ -85,6 +87,7 @@ struct vps_rundata {
     int monotonic; /* t_ns never decreases, so windows are found by bisection */
     uint32_t *order;      /* clock not monotonic: positions by time, stable */
     vps_rd_block *blocks; /* ceil(samples / VPS_RD_BLOCK) */
+    int64_t *bt;          /* per block: the time of its first sample */
     vps_rd_hist *hist;
 
     /* streaming mode: stack id -> node */
@@ -106,7 +109,7 @@ struct vps_rundata {
 };
 
 #define VPS_RD_CHECKED_SAMPLES 1u /* every node index of the block's samples */
-#define VPS_RD_CHECKED_SUMMARY 2u /* argmax and every hist entry */
+#define VPS_RD_CHECKED_SUMMARY 2u /* argmax, its node and every hist entry */
 
 typedef struct vps_rdcache vps_rdcache;
 
@@ -182,6 +185,16 @@ static inline int vps_rd_check_summary(const vps_rundata *rd, uint64_t k)
                ? vps__rd_check_summary_slow(rd, k)
                : 0;
 }
+
+/* vps_rd_will_need says that a query will soon read the per-sample arrays
+ * at positions [lo, hi): a rundata mapped from its file starts reading
+ * them from disk at once, in one go (its mapping is otherwise read a page
+ * at a time: see sum_load). Nothing for a rundata in memory. */
+void vps_rd_will_need(const vps_rundata *rd, uint64_t lo, uint64_t hi);
+
+/* vps_rd_will_need_at: the same for the block a vps_rd_lower(rd, t_ns)
+ * searches, for a walk that will read around that position. */
+void vps_rd_will_need_at(const vps_rundata *rd, int64_t t_ns);
 
 /* vps_rd_lca is the deepest common ancestor of two nodes. */
 uint32_t vps_rd_lca(const vps_rundata *rd, uint32_t a, uint32_t b);

@@ -967,9 +967,12 @@ def test_summary_files_are_used_and_damaged_ones_rebuilt(tmp):
                 # trie load fine, a query finds the damage when it first
                 # reads a block, and the answer comes from the store.
                 head = f.read_bytes()[:512]
-                sec_node = 5  # NODES ADDRS WHOLE T RSS NODE ... (rundata.c)
+                # The head (rundata.c, sum_head): off[10] at byte 104, then
+                # len[10]; sections NODES ADDRS WHOLE T RSS NODE ...
+                assert head[:8] == b"VPRDSUM2"
+                sec_node, nsec = 5, 10
                 off = struct.unpack_from("<Q", head, 104 + 8 * sec_node)[0]
-                length = struct.unpack_from("<Q", head, 104 + 8 * (9 + sec_node))[0]
+                length = struct.unpack_from("<Q", head, 104 + 8 * (nsec + sec_node))[0]
                 assert 0 < off and length == 4 * len(samples)
                 with open(f, "r+b") as fh:
                     fh.seek(off)
