@@ -106,6 +106,13 @@
  * trie per query in flight. */
 #define VP_QUERY_CACHE_BYTES (512ull * 1024u * 1024u)
 
+/* Bytes of summary files (server/rundata.c: each finished run's query data
+ * on disk, ~16 bytes a sample, so a cold query maps it instead of reading
+ * the store) one server keeps; past it the least recently used files go
+ * (they are derived data, rebuilt on demand). 4 GiB holds ~25 runs of 10
+ * million samples. `vmpv-server --summary-max-mb` overrides it. */
+#define VP_SUMMARY_BYTES (4096ull * 1024u * 1024u)
+
 /* Runs the cache holds at once whatever their size: lookups are a linear
  * scan, and a thousand tiny runs should not crowd out big ones anyway. */
 #define VP_QUERY_CACHE_RUNS 64u

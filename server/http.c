@@ -1225,6 +1225,8 @@ int vps_http_start(uv_loop_t *loop, const vps_http_opts *o, vps_http **out, uint
     if (rc == VP_OK)
         rc = vps_rdcache_new(cache_bytes, VP_QUERY_CACHE_RUNS, cache_bytes ? o->summaries : NULL,
                              &h->cache);
+    if (rc == VP_OK && o->summary_max_bytes)
+        vps_rdcache_set_summary_max(h->cache, o->summary_max_bytes);
     if (rc == VP_OK)
         rc = find_web(h, o->web);
     if (rc == VP_OK && (strlen(admin) > VP_MAX_TOKEN_LEN || strlen(reader) > VP_MAX_TOKEN_LEN))

@@ -31,6 +31,7 @@ typedef struct vps_http_opts {
     /* Directory of the query cache's summary files (rundata.h); NULL or ""
      * = none. */
     const char *summaries;
+    uint64_t summary_max_bytes; /* their bound; 0 = VP_SUMMARY_BYTES */
 } vps_http_opts;
 
 /* vps_http_start listens and serves on loop. On success *out is owned by the

@@ -35,6 +35,9 @@ static const vp_option options[] = {
     {"admin-token", "TOKEN", "", "token DELETE /api/runs/{id} needs (Bearer); empty = deleting is off"},
     {"read-token", "TOKEN", "", "token every GET /api/... needs (Bearer or the vmpv_token cookie "
                                 "set by /login?token=); empty = reading is open"},
+    {"summary-max-mb", "MB", "4096",
+     "bytes of summary files (DATA/rundata: each finished run's query data) to keep; the "
+     "least recently used go first; 0 = write none"},
     {"log-level", "LEVEL", "info", "debug, info, warn or error"},
     {"config", "FILE", NULL, "read settings from FILE (lines of key = value)"},
 };
@@ -121,6 +124,13 @@ int main(int argc, char **argv)
         vp_error("--db must be a postgresql:// or postgres:// URL (or empty for SQLite)");
         goto fail;
     }
+    uint64_t summary_mb;
+    char cfg_err[256];
+    if (vp_config_get_u64(&cfg, "summary-max-mb", 0, (uint64_t)1 << 30, &summary_mb, cfg_err,
+                          sizeof(cfg_err)) != VP_OK) {
+        vp_error("%s", cfg_err);
+        goto fail;
+    }
     unsigned nconn = pool_threads();
     /* vps_store_open tells a PostgreSQL URL from a directory. */
     if ((rc = vps_store_open(*db ? db : data, nconn, &store, err, sizeof(err))) != VP_OK) {
@@ -135,10 +145,11 @@ int main(int argc, char **argv)
     snprintf(summaries, sizeof(summaries), "%s/rundata", data);
     /* A PostgreSQL server makes no directory of its own: it keeps summary
      * files only if --data names one that exists. */
-    if (*db && (stat(data, &st) != 0 || !S_ISDIR(st.st_mode)))
+    if ((*db && (stat(data, &st) != 0 || !S_ISDIR(st.st_mode))) || summary_mb == 0)
         summaries[0] = '\0';
     vps_http_opts o = {.listen = vp_config_get(&cfg, "listen"),
                        .summaries = summaries,
+                       .summary_max_bytes = summary_mb << 20,
                        .web = vp_config_get(&cfg, "web"),
                        .token = vp_config_get(&cfg, "token"),
                        .store = store};

@@ -26,4 +26,11 @@ vp_metric vps_metrics[VPS_M_COUNT] = {
                     "requests refused with 503 because too many were in flight", 0, 0},
     [VPS_M_JOBS] = {"vmpv_server_jobs_in_flight", "requests waiting for or running storage work",
                     1, 0},
+    [VPS_M_SUMMARY_REMOVED] = {"vmpv_server_summary_files_removed_total",
+                               "least recently used summary files removed to stay under "
+                               "--summary-max-mb",
+                               0, 0},
+    [VPS_M_SUMMARY_SKIPPED] = {"vmpv_server_summary_files_skipped_total",
+                               "summary files not written: larger than --summary-max-mb alone",
+                               0, 0},
 };

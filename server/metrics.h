@@ -24,6 +24,8 @@ enum {
     VPS_M_SAMPLES,
     VPS_M_BUSY,
     VPS_M_JOBS,
+    VPS_M_SUMMARY_REMOVED,
+    VPS_M_SUMMARY_SKIPPED,
     VPS_M_COUNT
 };
 

@@ -18,6 +18,7 @@
  */
 #include "rundata.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -33,6 +34,7 @@
 #include "vp_limits.h"
 #include "vp_log.h"
 #include "vp_mem.h"
+#include "metrics.h"
 
 /* ---- building the trie ---- */
 
@@ -823,8 +825,9 @@ static int pwrite_all(int fd, const void *buf, size_t n, uint64_t at)
     return VP_OK;
 }
 
-/* sum_write writes the summary file of a cached, store-built rundata. */
-static int sum_write(const char *dir, const vps_run *run, const vps_rundata *rd)
+/* sum_write writes the summary file of a cached, store-built rundata;
+ * VP_EFULL if it would be bigger than max bytes. */
+static int sum_write(const char *dir, const vps_run *run, const vps_rundata *rd, uint64_t max)
 {
     sum_head h;
     char path[4200], tmp[4200];
@@ -847,6 +850,8 @@ static int sum_write(const char *dir, const vps_run *run, const vps_rundata *rd)
             h.nhist = b->hist + b->nhist;
     }
     sum_layout(&h);
+    if (h.file_bytes > max)
+        return VP_EFULL;
     /* One address per function: any address the symtab maps to it. */
     fa = vp_calloc(rd->syms.nfuncs ? rd->syms.nfuncs : 1, sizeof(uint64_t));
     addrs = vp_calloc(rd->nnodes, sizeof(uint64_t));
@@ -1020,6 +1025,8 @@ static int sum_load(const char *dir, vps_db *db, const vps_run *run, vps_rundata
     map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (map == MAP_FAILED || !(rd = vp_calloc(1, sizeof(*rd))))
         goto fail;
+    /* Recently used: sum_trim removes the least recently used files. */
+    (void)futimens(fd, NULL);
     close(fd);
     fd = -1;
     const uint8_t *base = map;
@@ -1129,6 +1136,8 @@ struct vps_rdcache {
     unsigned count, max_runs;
     size_t bytes, budget;
     uint64_t clock;
+    uint64_t sum_max;          /* bytes of summary files kept */
+    pthread_mutex_t trim_lock; /* one sum_trim at a time */
 };
 
 int vps_rdcache_new(size_t budget, unsigned max_runs, const char *dir, vps_rdcache **out)
@@ -1147,6 +1156,8 @@ int vps_rdcache_new(size_t budget, unsigned max_runs, const char *dir, vps_rdcac
     }
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->changed, NULL);
+    pthread_mutex_init(&c->trim_lock, NULL);
+    c->sum_max = VP_SUMMARY_BYTES;
     c->budget = budget;
     c->max_runs = max_runs ? max_runs : 1;
     *out = c;
@@ -1164,8 +1175,79 @@ void vps_rdcache_free(vps_rdcache *c)
     }
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->changed);
+    pthread_mutex_destroy(&c->trim_lock);
     vp_free(c->dir);
     vp_free(c);
+}
+
+void vps_rdcache_set_summary_max(vps_rdcache *c, uint64_t bytes)
+{
+    c->sum_max = bytes;
+}
+
+typedef struct sum_file {
+    char name[64];
+    uint64_t bytes;
+    struct timespec used;
+} sum_file;
+
+static int cmp_used(const void *a, const void *b)
+{
+    const struct timespec *x = &((const sum_file *)a)->used, *y = &((const sum_file *)b)->used;
+    if (x->tv_sec != y->tv_sec)
+        return x->tv_sec < y->tv_sec ? -1 : 1;
+    return (x->tv_nsec > y->tv_nsec) - (x->tv_nsec < y->tv_nsec);
+}
+
+/* sum_trim removes the least recently used summary files (a load touches
+ * its file's mtime) but keep until the directory holds at most sum_max
+ * bytes. A file unlinked while a rundata maps it stays readable to it. */
+static void sum_trim(vps_rdcache *c, const char *keep)
+{
+    sum_file *files = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t total = 0;
+    pthread_mutex_lock(&c->trim_lock);
+    DIR *d = opendir(c->dir);
+    if (!d)
+        goto fail;
+    for (struct dirent *de; (de = readdir(d));) {
+        size_t len = strlen(de->d_name);
+        struct stat st;
+        if (len < 4 || len >= sizeof(files->name) || strcmp(de->d_name + len - 3, ".rd") != 0 ||
+            de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, 0) != 0 ||
+            !S_ISREG(st.st_mode))
+            continue;
+        total += (uint64_t)st.st_size;
+        if (strcmp(de->d_name, keep) == 0)
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            sum_file *p = vp_realloc(files, ncap * sizeof(*p));
+            if (!p)
+                goto fail;
+            files = p, cap = ncap;
+        }
+        memcpy(files[n].name, de->d_name, len + 1);
+        files[n].bytes = (uint64_t)st.st_size;
+        files[n].used = st.st_mtim;
+        n++;
+    }
+    if (total > c->sum_max)
+        qsort(files, n, sizeof(*files), cmp_used);
+    for (size_t i = 0; i < n && total > c->sum_max; i++) {
+        if (unlinkat(dirfd(d), files[i].name, 0) == 0) {
+            total -= files[i].bytes;
+            VPS_COUNT(VPS_M_SUMMARY_REMOVED);
+            vp_info("summary file %s/%s removed: the directory is over %llu MiB", c->dir,
+                    files[i].name, (unsigned long long)(c->sum_max >> 20));
+        }
+    }
+fail:
+    if (d)
+        closedir(d);
+    pthread_mutex_unlock(&c->trim_lock);
+    vp_free(files);
 }
 
 /* unlink takes e out of the table (lock held). */
@@ -1299,12 +1381,19 @@ int vps_rd_acquire(vps_rdcache *c, vps_db *db, const vps_run *run, vps_rundata *
         /* A finished run will not change: keep it for the next time. */
         if (rc == VP_OK && c->dir && strcmp(run->status, "live") != 0) {
             int64_t w0 = mono_us();
-            int wrc = sum_write(c->dir, run, rd);
-            if (wrc != VP_OK)
+            int wrc = sum_write(c->dir, run, rd, c->sum_max);
+            if (wrc == VP_EFULL) {
+                VPS_COUNT(VPS_M_SUMMARY_SKIPPED);
+                vp_info("run %s: no summary file: larger than --summary-max-mb", run->id);
+            } else if (wrc != VP_OK) {
                 vp_warn("run %s: cannot write its summary file in %s: %s", run->id, c->dir,
                         vp_strerror(wrc));
-            else
+            } else {
                 wrote = (int)((mono_us() - w0) / 1000) + 1;
+                char keep[64];
+                snprintf(keep, sizeof(keep), "%s.rd", run->id);
+                sum_trim(c, keep);
+            }
         }
     }
     if (rc == VP_EFULL)

@@ -123,6 +123,12 @@ typedef struct vps_rdcache vps_rdcache;
  * milliseconds. The files are derived data: a missing, stale or damaged one
  * is rebuilt from the store. The directory is created if needed. */
 int vps_rdcache_new(size_t budget, unsigned max_runs, const char *dir, vps_rdcache **out);
+
+/* vps_rdcache_set_summary_max bounds the summary files' bytes (default
+ * VP_SUMMARY_BYTES): after each file written, the least recently used
+ * others are removed until the directory fits; a file bigger than the
+ * bound alone is not written. Call before the cache is used. */
+void vps_rdcache_set_summary_max(vps_rdcache *c, uint64_t bytes);
 void vps_rdcache_free(vps_rdcache *c);
 
 /* vps_rd_acquire gives the rundata of run (read in db's transaction, which

@@ -21,6 +21,7 @@ import signal
 import struct
 import subprocess
 import sys
+import urllib.request
 import zlib
 
 import pytest
@@ -42,8 +43,9 @@ READ = "read sekret;=%"
 class ApiServer:
     """vmpv-server on a free port, with the tokens in its environment."""
 
-    def __init__(self, tmp, admin=None, read=None, cache_mb=None, kind=""):
+    def __init__(self, tmp, admin=None, read=None, cache_mb=None, kind="", args=()):
         self.kind = kind
+        self.args = list(args)
         if not os.path.exists(SERVER_BIN):
             pytest.skip("no server binary at %s (set VMPV_BUILD)" % SERVER_BIN)
         env = dict(os.environ)
@@ -66,7 +68,7 @@ class ApiServer:
     def start(self):
         self.proc = subprocess.Popen(
             [SERVER_BIN, "--listen", "127.0.0.1:0", "--data", str(self.data), "--web",
-             str(self.data.parent / "no-web"), "--log-level", "info"],
+             str(self.data.parent / "no-web"), "--log-level", "info", *self.args],
             stdout=subprocess.PIPE, stderr=open(self.log, "ab"), text=True, env=self.env)
         line = self.proc.stdout.readline()
         if "listening on http://127.0.0.1:" not in line:
@@ -998,6 +1000,58 @@ def test_summary_files_are_used_and_damaged_ones_rebuilt(tmp):
             # Rebuilt from the store, the file is written again, whole.
             wait_summaries(s, [rid])
             assert f.stat().st_size == size
+    finally:
+        s.stop()
+
+
+def test_summary_files_stay_under_their_bound(tmp):
+    """--summary-max-mb bounds the summary files: past it the least
+    recently used go (a load from its file counts as a use), counted in
+    /metrics, and a run whose file went is answered from the store and
+    gets its file back."""
+    path = tmp / "bound.dat"
+    if not path.exists():
+        write_profile(str(path), 40000, depth=5, functions=9, period_us=1000)
+    samples = samples_of(path)
+    tot, selfc, _, _ = cpu_truth(samples, range(len(samples)))
+    want = {p: (tot[p], selfc[p]) for p in tot}
+    bound = 2 << 20
+    s = ApiServer(tmp / "summary-bound", args=("--summary-max-mb", "2"))
+
+    def files():
+        return {p.stem: p.stat().st_size for p in (s.data / "rundata").glob("*.rd")}
+
+    def removed():
+        text = urllib.request.urlopen(s.base + "/metrics", timeout=10).read().decode()
+        line = [x for x in text.splitlines()
+                if x.startswith("vmpv_server_summary_files_removed_total")]
+        return int(line[0].split()[-1])
+
+    try:
+        ids = []
+        for i in range(3):
+            ids.append(put(s, path, project="bound%d" % i))
+            wait_summaries(s, [ids[-1]])
+        size = files()[ids[0]]
+        assert 3 * size <= bound < 4 * size, size  # three fit, a fourth does not
+        assert set(files()) == set(ids) and removed() == 0
+        # A restart empties the memory cache: this query maps run 0's file,
+        # which makes it the most recently used.
+        s.stop()
+        s.start()
+        assert flatten(get_json(s.base + "/api/runs/%s/tree" % ids[0])["root"],
+                       ("total", "self")) == want
+        ids.append(put(s, path, project="bound3"))
+        wait_summaries(s, [ids[3]])
+        assert set(files()) == {ids[0], ids[2], ids[3]}, (ids, files())
+        assert sum(files().values()) <= bound and removed() == 1
+        # Run 1 lost its file: answered from the store, written again, and
+        # the least recently used other file (run 2's) makes room.
+        assert flatten(get_json(s.base + "/api/runs/%s/tree" % ids[1])["root"],
+                       ("total", "self")) == want
+        wait_summaries(s, [ids[1]])
+        assert set(files()) == {ids[0], ids[1], ids[3]}, (ids, files())
+        assert sum(files().values()) <= bound and removed() == 2
     finally:
         s.stop()
 
