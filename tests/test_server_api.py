@@ -945,16 +945,22 @@ def test_concurrent_first_queries(server, tmp):
 
 # ---- summary files ------------------------------------------------------------
 
+def summary_profile(tmp, name, n):
+    """A generated profile of n samples, its samples, and its whole-run tree
+    as {path: (total, self)} from the generator's own samples."""
+    path = tmp / name
+    if not path.exists():
+        write_profile(str(path), n, depth=5, functions=9, period_us=1000)
+    samples = samples_of(path)
+    tot, selfc, _, _ = cpu_truth(samples, range(len(samples)))
+    return path, samples, {p: (tot[p], selfc[p]) for p in tot}
+
+
 def test_summary_files_are_used_and_damaged_ones_rebuilt(tmp):
     """A restarted server answers a run's first query from its summary file;
     a cut file and one overwritten with garbage are refused, and the run is
     read from the store again: the answers stay the truth's."""
-    path = tmp / "summary.dat"
-    if not path.exists():
-        write_profile(str(path), 20000, depth=5, functions=9, period_us=1000)
-    samples = samples_of(path)
-    tot, selfc, _, _ = cpu_truth(samples, range(len(samples)))
-    want = {p: (tot[p], selfc[p]) for p in tot}
+    path, samples, want = summary_profile(tmp, "summary.dat", 20000)
     peak = max(s.rss for s in samples)
     s = ApiServer(tmp / "summary-files")
     try:
@@ -1009,12 +1015,7 @@ def test_summary_files_stay_under_their_bound(tmp):
     recently used go (a load from its file counts as a use), counted in
     /metrics, and a run whose file went is answered from the store and
     gets its file back."""
-    path = tmp / "bound.dat"
-    if not path.exists():
-        write_profile(str(path), 40000, depth=5, functions=9, period_us=1000)
-    samples = samples_of(path)
-    tot, selfc, _, _ = cpu_truth(samples, range(len(samples)))
-    want = {p: (tot[p], selfc[p]) for p in tot}
+    path, samples, want = summary_profile(tmp, "bound.dat", 40000)
     bound = 2 << 20
     s = ApiServer(tmp / "summary-bound", args=("--summary-max-mb", "2"))
 
