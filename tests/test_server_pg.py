@@ -263,7 +263,7 @@ def test_servers_start_together_on_a_fresh_database(tmp_path):
         assert status == 201, body
         for s in made:
             assert get_json(s.base + "/api/runs")["total"] == 1
-        assert postgres().psql("SELECT version FROM vmpv_schema", db=url.rsplit("/", 1)[1]) == "2\n"
+        assert postgres().psql("SELECT version FROM vmpv_schema", db=url.rsplit("/", 1)[1]) == "3\n"
     finally:
         for s in made:
             s.stop()
@@ -324,4 +324,4 @@ def test_schema_1_database_is_upgraded(tmp_path):
         assert get_json(s.base + "/api/runs")["total"] == 2
     finally:
         s.stop()
-    assert postgres().psql("SELECT max(version) FROM vmpv_schema", db=name) == "2\n"
+    assert postgres().psql("SELECT max(version) FROM vmpv_schema", db=name) == "3\n"
