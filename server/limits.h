@@ -53,14 +53,14 @@
 #define VP_STACK_CACHE_BYTES (4u * 1024u * 1024u)
 #endif
 
-/* Samples the SQLite store keeps in one row (store_sqlite.c, "samples"):
- * inserting or reading a row costs SQLite about a microsecond whatever its
- * size, so a block of thousands makes that per-sample cost vanish, while a
- * query of a narrow window reads at most two partial blocks (4096 samples
- * x 40 bytes = 160 KiB each) it does not need. Each connection buffers one
- * block. */
-#ifndef VP_SQLITE_BLOCK_SAMPLES
-#define VP_SQLITE_BLOCK_SAMPLES 4096u
+/* Samples either store keeps in one row (sample_block.h): inserting or
+ * reading a row costs SQLite about a microsecond and PostgreSQL (a COPY
+ * row) about 2.5 whatever its size, so a block of thousands makes that
+ * per-sample cost vanish, while a query of a narrow window reads at most
+ * two partial blocks (4096 samples x 40 bytes = 160 KiB each) it does not
+ * need. Each connection buffers one block. */
+#ifndef VP_STORE_BLOCK_SAMPLES
+#define VP_STORE_BLOCK_SAMPLES 4096u
 #endif
 
 /* Samples one vmpv.thinned record may say it took in, and the removed
@@ -71,22 +71,16 @@
 #define VP_MAX_THINNED_SAMPLES (1ull << 50)
 #endif
 
-static_assert(VP_SQLITE_BLOCK_SAMPLES >= 1 && VP_SQLITE_BLOCK_SAMPLES <= (1u << 20),
-              "a block's blob must stay far below SQLite's 1 GB limit");
+static_assert(VP_STORE_BLOCK_SAMPLES >= 1 && VP_STORE_BLOCK_SAMPLES <= (1u << 20),
+              "a block's blob must stay far below SQLite's and PostgreSQL's 1 GB limits");
 static_assert(VP_UPLOAD_SLICE_BYTES > VP_MAX_RECORD_BYTES, "a record must fit a slice");
 static_assert(VP_MAX_RUNS_PAGE > 0 && VP_MAX_SERVER_JOBS > 0, "no zero limits");
 static_assert((VP_STACK_CACHE_SLOTS & (VP_STACK_CACHE_SLOTS - 1)) == 0, "power of two");
 
-/* Samples a PostgreSQL connection buffers before sending them as one binary
- * COPY (store_pg.c): a batch carries thousands, and one COPY of thousands of
- * rows costs about what one INSERT round trip does. A row is 74 bytes, so
- * the buffer stays near 1 MiB per connection. */
-#ifndef VP_PG_COPY_ROWS
-#define VP_PG_COPY_ROWS 16384u
-#endif
-
-/* Symbol names buffered the same way and sent as one INSERT of two arrays;
- * bounded in bytes too, since one name may be VP_MAX_NAME_LEN long. */
+/* Symbol names a PostgreSQL connection buffers before sending them as one
+ * INSERT of two arrays (store_pg.c): one statement per name would cost a
+ * round trip each. Bounded in bytes too, since one name may be
+ * VP_MAX_NAME_LEN long. */
 #ifndef VP_PG_NAME_ROWS
 #define VP_PG_NAME_ROWS 4096u
 #endif
@@ -94,11 +88,12 @@ static_assert((VP_STACK_CACHE_SLOTS & (VP_STACK_CACHE_SLOTS - 1)) == 0, "power o
 #define VP_PG_NAME_BYTES (1024u * 1024u)
 #endif
 
-/* Samples one query of a PostgreSQL sample walk returns: a page is held
- * whole by libpq (about 100 bytes a row), and a few dozen pages per million
- * samples cost little next to one result per row. */
-#ifndef VP_PG_SAMPLE_PAGE
-#define VP_PG_SAMPLE_PAGE 8192u
+/* Rows of the old per-sample table one FETCH returns while a database of
+ * schema version 1 or 2 is upgraded (store_pg.c, move_samples): libpq holds
+ * a page whole (about 100 bytes a row, so ~6 MiB), and one round trip per
+ * 64K rows costs nothing next to moving them. */
+#ifndef VP_PG_UPGRADE_ROWS
+#define VP_PG_UPGRADE_ROWS 65536u
 #endif
 
 /* Milliseconds a PostgreSQL transaction may sit idle before the database
@@ -112,10 +107,10 @@ static_assert((VP_STACK_CACHE_SLOTS & (VP_STACK_CACHE_SLOTS - 1)) == 0, "power o
 #define VP_PG_IDLE_TXN_MS 60000u
 #endif
 
-static_assert(VP_PG_COPY_ROWS > 0 && VP_PG_NAME_ROWS > 0 && VP_PG_SAMPLE_PAGE > 0 &&
-                  VP_PG_IDLE_TXN_MS > 0,
+static_assert(VP_PG_NAME_ROWS > 0 && VP_PG_UPGRADE_ROWS > 0 && VP_PG_IDLE_TXN_MS > 0,
               "no zero limits");
-static_assert(VP_PG_SAMPLE_PAGE <= 1000000u, "a page is held in memory whole");
+static_assert(VP_PG_UPGRADE_ROWS <= 1000000u && VP_PG_UPGRADE_ROWS <= INT32_MAX,
+              "a page is held in memory whole");
 static_assert(VP_PG_NAME_BYTES >= VP_MAX_NAME_LEN, "a name must fit the name buffer");
 
 #endif

@@ -24,12 +24,18 @@
  * fields are text, with invalid UTF-8 replaced by U+FFFD on the way in, as
  * json.c does on the way out.
  *
+ * Samples are stored in blocks of up to VP_STORE_BLOCK_SAMPLES, one row
+ * each (sample_blocks, the SQLite store's layout, sample_block.h): a COPY
+ * row per sample cost the database about 2.5 microseconds, so a
+ * million-sample upload took 2.65 s of which the server's own CPU was
+ * 0.2 s. Stacks are counted from the blocks, in C.
+ *
  * Every statement is prepared once per connection (again after a
- * reconnect); parameters and results are binary. Samples are buffered per
- * connection and sent as one binary COPY per VP_PG_COPY_ROWS rows or at
- * commit; names likewise as one INSERT of two arrays. Buffered rows are
- * sent before any statement that reads or deletes their table, so a
- * transaction always sees its own writes.
+ * reconnect); parameters and results are binary. Each connection fills one
+ * block and inserts it when full or at commit; names are buffered likewise
+ * and sent as one INSERT of two arrays. Buffered rows are sent before any
+ * statement that reads or deletes their table, so a transaction always
+ * sees its own writes.
  */
 #include "store.h"
 
@@ -41,6 +47,7 @@
 
 #include "json.h"
 #include "limits.h"
+#include "sample_block.h"
 #include "store_int.h"
 #include "vp_batch.h"
 #include "vp_err.h"
@@ -48,9 +55,12 @@
 #include "vp_mem.h"
 #include "vp_vmprof.h"
 
-/* 2 added runs.thin_removed and runs.thin_period_us (a version 1 database
- * is upgraded when a server of version 2 starts). */
-#define SCHEMA_VERSION 2
+/* 2 added runs.thin_removed and runs.thin_period_us; 3 stores samples in
+ * blocks (sample_blocks) instead of a row each (samples). A database of
+ * version 1 or 2 is upgraded when a server of version 3 starts
+ * (setup_schema); a server that knows an older version refuses to start
+ * on a newer database. */
+#define SCHEMA_VERSION 3
 
 /* Type OIDs of PostgreSQL's catalog (pg_type.dat), fixed for decades;
  * libpq-dev ships no header with them. */
@@ -84,9 +94,15 @@ static const char schema_sql[] =
     " name bytea NOT NULL, PRIMARY KEY(rid, addr));"
     "CREATE TABLE IF NOT EXISTS stacks(rid int8 NOT NULL, stack_id int8 NOT NULL,"
     " frames bytea NOT NULL, PRIMARY KEY(rid, stack_id));"
-    "CREATE TABLE IF NOT EXISTS samples(rid int8 NOT NULL, idx int8 NOT NULL,"
-    " t_ns int8 NOT NULL, rss_kb int8 NOT NULL, thread int8 NOT NULL,"
-    " stack_id int8 NOT NULL, PRIMARY KEY(rid, idx));"
+    /* sample_blocks: n samples of run rid from index first_idx on, whose
+     * clocks lie in [t_min, t_max]; data is n records (sample_block.h).
+     * Stored out of line uncompressed (EXTERNAL), as SQLite keeps them:
+     * the default pglz took 13 ms per 160 KiB block, 3.1 s of a
+     * million-sample upload (BENCHMARKS.md). */
+    "CREATE TABLE IF NOT EXISTS sample_blocks(rid int8 NOT NULL, first_idx int8 NOT NULL,"
+    " n int8 NOT NULL, t_min int8 NOT NULL, t_max int8 NOT NULL, data bytea NOT NULL,"
+    " PRIMARY KEY(rid, first_idx));"
+    "ALTER TABLE sample_blocks ALTER COLUMN data SET STORAGE EXTERNAL;"
     "CREATE TABLE IF NOT EXISTS threads(rid int8 NOT NULL, thread int8 NOT NULL,"
     " PRIMARY KEY(rid, thread));";
 
@@ -98,9 +114,6 @@ static const char schema_sql[] =
     " WHERE ($1 IS NULL OR project = $1) AND ($2 IS NULL OR"                   \
     " strpos(lower(project COLLATE \"C\"), lower($2 COLLATE \"C\")) > 0 OR"    \
     " strpos(lower(function COLLATE \"C\"), lower($2 COLLATE \"C\")) > 0)"
-
-#define COPY_SAMPLES \
-    "COPY samples(rid, idx, t_ns, rss_kb, thread, stack_id) FROM STDIN (FORMAT binary)"
 
 enum {
     ST_LOCK_RUN,
@@ -118,9 +131,11 @@ enum {
     ST_PUT_NAMES,
     ST_PUT_STACK,
     ST_GET_STACK,
+    ST_PUT_BLOCK,
     ST_PUT_THREAD,
     ST_EACH_NAME,
-    ST_EACH_STACK_COUNT,
+    ST_EACH_BLOCK,
+    ST_EACH_STACK,
     ST_EACH_SAMPLE,
     ST_COUNT
 };
@@ -151,7 +166,7 @@ static const stmt_def stmts[ST_COUNT] = {
     [ST_DELETE_RUN] = {"DELETE FROM runs WHERE rid = $1", "i"},
     [ST_DELETE_NAMES] = {"DELETE FROM names WHERE rid = $1", "i"},
     [ST_DELETE_STACKS] = {"DELETE FROM stacks WHERE rid = $1", "i"},
-    [ST_DELETE_SAMPLES] = {"DELETE FROM samples WHERE rid = $1", "i"},
+    [ST_DELETE_SAMPLES] = {"DELETE FROM sample_blocks WHERE rid = $1", "i"},
     [ST_DELETE_THREADS] = {"DELETE FROM threads WHERE rid = $1", "i"},
     [ST_LIST_RUNS] = {"SELECT " VPS_RUN_COLS " FROM runs" RUN_FILTER
                       " ORDER BY start_us DESC, rid DESC LIMIT $3 OFFSET $4",
@@ -177,16 +192,17 @@ static const stmt_def stmts[ST_COUNT] = {
                        " ON CONFLICT (rid, thread) DO NOTHING",
                        "ii"},
     [ST_EACH_NAME] = {"SELECT addr, name FROM names WHERE rid = $1", "i"},
-    [ST_EACH_STACK_COUNT] = {"SELECT c.stack_id, s.frames, c.n FROM (SELECT stack_id,"
-                             " count(*) AS n FROM samples WHERE rid = $1 GROUP BY stack_id)"
-                             " AS c JOIN stacks AS s ON s.rid = $1 AND s.stack_id = c.stack_id",
-                             "i"},
-    /* One page of VP_PG_SAMPLE_PAGE rows from idx $4 on: pages of the
-     * primary key's order parse far faster than one result per row. */
-    [ST_EACH_SAMPLE] = {"SELECT idx, t_ns, rss_kb, thread, stack_id FROM samples"
-                        " WHERE rid = $1 AND idx >= $4 AND t_ns BETWEEN $2 AND $3"
-                        " ORDER BY idx LIMIT $5",
-                        "iiiii"},
+    [ST_PUT_BLOCK] = {"INSERT INTO sample_blocks(rid, first_idx, n, t_min, t_max, data)"
+                      " VALUES($1, $2, $3, $4, $5, $6)",
+                      "iiiiib"},
+    /* Every block of the run, for counting samples per stack. */
+    [ST_EACH_BLOCK] = {"SELECT n, data FROM sample_blocks WHERE rid = $1", "i"},
+    /* Every stack of the run in stack id order, merged with the counts. */
+    [ST_EACH_STACK] = {"SELECT stack_id, frames FROM stacks WHERE rid = $1 ORDER BY stack_id",
+                       "i"},
+    [ST_EACH_SAMPLE] = {"SELECT n, data FROM sample_blocks WHERE rid = $1 AND t_max >= $2"
+                        " AND t_min <= $3 ORDER BY first_idx",
+                        "iii"},
 };
 
 #define MAX_PARAMS 28 /* bind_run: every column of VPS_RUN_COLS */
@@ -202,8 +218,9 @@ typedef struct pg_db {
     PGconn *conn;
     int writing;   /* this transaction is VPS_WRITE */
     int failed;    /* a statement failed: the transaction can only roll back */
-    bytes copy;    /* COPY data of copy_rows buffered samples */
-    unsigned copy_rows;
+    int prepared;  /* session_setup prepared the statements on this connection */
+    vps_block_pend pend;     /* samples put, not yet inserted (sample_block.h) */
+    vps_block_counts counts; /* each_stack_count's scratch */
     bytes addrs;   /* int8[] and bytea[] of name_rows buffered names of name_rid */
     bytes names;
     unsigned name_rows;
@@ -219,6 +236,7 @@ typedef struct pg_store {
 } pg_store;
 
 static const vps_store_ops pg_ops;
+static int pg_put_sample(vps_db *vdb, int64_t rid, const vps_sample_row *row);
 
 /* ---- buffers and parameters ---- */
 
@@ -238,12 +256,6 @@ static int bytes_put(bytes *b, const void *src, size_t n)
         memcpy(b->p + b->len, src, n);
     b->len += n;
     return VP_OK;
-}
-
-static int bytes_be16(bytes *b, uint16_t v)
-{
-    v = htobe16(v);
-    return bytes_put(b, &v, 2);
 }
 
 static int bytes_be32(bytes *b, uint32_t v)
@@ -353,6 +365,21 @@ static void stmt_name(int id, char out[16])
     snprintf(out, 16, "vmpv_%d", id);
 }
 
+/* stmt_types fills types with statement id's parameter types; returns
+ * their number. */
+static int stmt_types(int id, Oid types[MAX_PARAMS])
+{
+    int n = 0;
+    for (const char *t = stmts[id].types; *t && n < MAX_PARAMS; t++) {
+        types[n++] = *t == 'i'   ? OID_INT8
+                     : *t == 't' ? OID_TEXT
+                     : *t == 'b' ? OID_BYTEA
+                     : *t == 'I' ? OID_INT8_ARRAY
+                                 : OID_BYTEA_ARRAY;
+    }
+    return n;
+}
+
 /* msg_len is the length of a libpq message without its trailing newline. */
 static int msg_len(const char *msg)
 {
@@ -398,8 +425,17 @@ static int exec(pg_db *db, int id, pgargs *a, PGresult **out, const char *what)
     int rc = args_refused(db, id, a);
     if (rc != VP_OK)
         return rc;
-    stmt_name(id, name);
-    PGresult *res = PQexecPrepared(db->conn, name, a->n, a->val, a->len, a->fmt, 1);
+    PGresult *res;
+    if (db->prepared) {
+        stmt_name(id, name);
+        res = PQexecPrepared(db->conn, name, a->n, a->val, a->len, a->fmt, 1);
+    } else {
+        /* Only the schema upgrade, which runs before the statements are
+         * prepared (they name its tables), writes blocks this way. */
+        Oid types[MAX_PARAMS];
+        stmt_types(id, types);
+        res = PQexecParams(db->conn, stmts[id].sql, a->n, types, a->val, a->len, a->fmt, 1);
+    }
     args_fini(a);
     ExecStatusType st = PQresultStatus(res);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
@@ -471,16 +507,10 @@ static int session_setup(pg_db *db, char *err, size_t errlen)
         return VP_EIO;
     }
     PQclear(res);
+    db->prepared = 0;
     for (int id = 0; id < ST_COUNT; id++) {
         Oid types[MAX_PARAMS];
-        int n = 0;
-        for (const char *t = stmts[id].types; *t; t++) {
-            types[n++] = *t == 'i'   ? OID_INT8
-                         : *t == 't' ? OID_TEXT
-                         : *t == 'b' ? OID_BYTEA
-                         : *t == 'I' ? OID_INT8_ARRAY
-                                     : OID_BYTEA_ARRAY;
-        }
+        int n = stmt_types(id, types);
         char name[16];
         stmt_name(id, name);
         res = PQprepare(db->conn, name, stmts[id].sql, n, types);
@@ -493,6 +523,7 @@ static int session_setup(pg_db *db, char *err, size_t errlen)
         }
         PQclear(res);
     }
+    db->prepared = 1;
     return VP_OK;
 }
 
@@ -500,39 +531,32 @@ static int session_setup(pg_db *db, char *err, size_t errlen)
 
 static void discard_buffers(pg_db *db)
 {
-    db->copy_rows = 0;
+    vps_block_clear(&db->pend);
     db->name_rows = 0;
 }
 
-/* flush_samples sends the buffered samples as one binary COPY. */
+/* flush_samples inserts the pending samples as one block. They are gone
+ * from pend either way; a failure fails the transaction.
+ *
+ * A prepared INSERT with the block as a binary parameter: one round trip
+ * per block. A binary COPY of one row takes two (COPY, then its data and
+ * end), and was no faster in the benchmark (BENCHMARKS.md). */
 static int flush_samples(pg_db *db)
 {
-    if (db->copy_rows == 0)
+    const vps_block_pend *p = &db->pend;
+    uint32_t n = p->n;
+    if (n == 0)
         return db->failed ? VP_EIO : VP_OK;
-    db->copy_rows = 0; /* sent or failed, they are gone from the buffer */
-    if (db->failed)
-        return VP_EIO;
-    if (bytes_be16(&db->copy, 0xffff) != VP_OK) { /* the file trailer */
-        db->failed = 1;
-        return VP_ENOMEM;
-    }
-    PGresult *res = PQexec(db->conn, COPY_SAMPLES);
-    if (PQresultStatus(res) != PGRES_COPY_IN) {
-        int rc = pg_fail(db, res, "copy samples");
-        PQclear(res);
-        return rc;
-    }
-    PQclear(res);
-    int rc = VP_OK;
-    if (PQputCopyData(db->conn, (const char *)db->copy.p, (int)db->copy.len) != 1 ||
-        PQputCopyEnd(db->conn, NULL) != 1)
-        rc = pg_fail(db, NULL, "copy samples");
-    while ((res = PQgetResult(db->conn)) != NULL) {
-        if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == VP_OK)
-            rc = pg_fail(db, res, "copy samples");
-        PQclear(res);
-    }
-    return rc;
+    vps_block_clear(&db->pend);
+    pgargs a;
+    args_init(&a);
+    arg_i64(&a, p->rid);
+    arg_i64(&a, (int64_t)p->first);
+    arg_i64(&a, n);
+    arg_i64(&a, p->t_min);
+    arg_i64(&a, p->t_max);
+    arg_bytes(&a, p->data, (size_t)n * VPS_BLOCK_RECORD);
+    return exec(db, ST_PUT_BLOCK, &a, NULL, "put samples");
 }
 
 /* flush_names sends the buffered names as one INSERT. */
@@ -587,11 +611,64 @@ static int connect_one(pg_db *db, const char *url, char *err, size_t errlen)
     return VP_OK;
 }
 
-/* setup_schema creates the tables on first start, under an advisory lock
- * so that servers starting together do not race, and checks the version. */
+/* move_samples moves every sample of a database of version 1 or 2, a row
+ * each in samples, into blocks, in the caller's transaction, and drops
+ * the old table: run by run in index order through a cursor, a page of
+ * VP_PG_UPGRADE_ROWS rows at a time, each block written as put_sample
+ * and flush_samples write new ones. */
+static int move_samples(pg_db *db)
+{
+    char fetch[64];
+    uint64_t moved = 0;
+    int rc = VP_OK;
+    /* Servers of an older version still running on this database would
+     * write rows that the copy below cannot see and DROP TABLE would lose:
+     * the lock makes them wait, and then fail on the missing table. */
+    if ((rc = exec_simple(db, "LOCK TABLE samples IN ACCESS EXCLUSIVE MODE", "upgrade")) !=
+            VP_OK ||
+        (rc = exec_simple(db, "DECLARE vmpv_move NO SCROLL CURSOR FOR SELECT rid, idx, t_ns,"
+                              " rss_kb, thread, stack_id FROM samples ORDER BY rid, idx",
+                          "upgrade")) != VP_OK)
+        return rc;
+    snprintf(fetch, sizeof(fetch), "FETCH %u FROM vmpv_move", VP_PG_UPGRADE_ROWS);
+    for (;;) {
+        PGresult *res = PQexecParams(db->conn, fetch, 0, NULL, NULL, NULL, NULL, 1);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            rc = pg_fail(db, res, "upgrade");
+            PQclear(res);
+            return rc;
+        }
+        int rows = PQntuples(res);
+        for (int i = 0; rc == VP_OK && i < rows; i++) {
+            vps_sample_row row = {.idx = (uint64_t)col_i64(res, i, 1),
+                                  .t_ns = col_i64(res, i, 2),
+                                  .rss_kb = (uint64_t)col_i64(res, i, 3),
+                                  .thread = (uint64_t)col_i64(res, i, 4),
+                                  .stack_id = col_i64(res, i, 5)};
+            rc = pg_put_sample(&db->base, col_i64(res, i, 0), &row);
+        }
+        PQclear(res);
+        if (rc != VP_OK)
+            return rc;
+        moved += (uint64_t)rows;
+        if (rows < (int)VP_PG_UPGRADE_ROWS)
+            break;
+    }
+    if ((rc = flush_samples(db)) != VP_OK ||
+        (rc = exec_simple(db, "CLOSE vmpv_move", "upgrade")) != VP_OK ||
+        (rc = exec_simple(db, "DROP TABLE samples", "upgrade")) != VP_OK)
+        return rc;
+    vp_info("postgresql: %llu samples moved into blocks", (unsigned long long)moved);
+    return VP_OK;
+}
+
+/* setup_schema creates the tables on first start, or upgrades those of an
+ * older version, under an advisory lock so that servers starting together
+ * do not race, and checks the version. */
 static int setup_schema(pg_db *db, char *err, size_t errlen)
 {
     int rc = VP_EIO, version = -1;
+    char insert[80];
     PGresult *res = NULL;
     if (exec_simple(db, "BEGIN", "schema") != VP_OK ||
         exec_simple(db, "SELECT pg_advisory_xact_lock(" LOCK_SCHEMA ", 0)", "schema") != VP_OK ||
@@ -605,36 +682,33 @@ static int setup_schema(pg_db *db, char *err, size_t errlen)
     }
     if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
         version = atoi(PQgetvalue(res, 0, 0));
-    if (version >= 0 && version != 1 && version != SCHEMA_VERSION) {
+    if ((version != -1 && version < 1) || version > SCHEMA_VERSION) {
         snprintf(err, errlen, "PostgreSQL database %s has schema version %d; this server knows %d",
                  PQdb(db->conn), version, SCHEMA_VERSION);
         rc = VP_EVERSION;
         goto fail;
     }
-    if (version < 0) {
-        char insert[80];
-        snprintf(insert, sizeof(insert), "INSERT INTO vmpv_schema VALUES(%d)", SCHEMA_VERSION);
-        if (exec_simple(db, schema_sql, "schema") != VP_OK ||
-            exec_simple(db, insert, "schema") != VP_OK)
-            goto fail;
-        vp_info("postgresql: created the tables in %s (schema version %d)", PQdb(db->conn),
-                SCHEMA_VERSION);
-    }
-    if (version == 1) {
-        /* Servers of version 1 still running on this database keep
-         * working: their statements name their columns, and the new ones
-         * default to "never thinned". */
-        char insert[80];
-        snprintf(insert, sizeof(insert), "INSERT INTO vmpv_schema VALUES(%d)", SCHEMA_VERSION);
-        if (exec_simple(db, "ALTER TABLE runs ADD COLUMN IF NOT EXISTS thin_removed int8 NOT NULL"
-                            " DEFAULT 0, ADD COLUMN IF NOT EXISTS thin_period_us int8 NOT NULL"
-                            " DEFAULT 0", "schema") != VP_OK ||
-            exec_simple(db, insert, "schema") != VP_OK)
-            goto fail;
-        vp_info("postgresql: upgraded %s to schema version %d", PQdb(db->conn), SCHEMA_VERSION);
-    }
+    snprintf(insert, sizeof(insert), "INSERT INTO vmpv_schema VALUES(%d)", SCHEMA_VERSION);
+    /* Version 1 lacks the thinning columns: its runs were never thinned as
+     * far as the store knows (0, 0). */
+    if (version == 1 &&
+        exec_simple(db, "ALTER TABLE runs ADD COLUMN IF NOT EXISTS thin_removed int8 NOT NULL"
+                        " DEFAULT 0, ADD COLUMN IF NOT EXISTS thin_period_us int8 NOT NULL"
+                        " DEFAULT 0", "schema") != VP_OK)
+        goto fail;
+    if (version != SCHEMA_VERSION &&
+        (exec_simple(db, schema_sql, "schema") != VP_OK ||
+         ((version == 1 || version == 2) && move_samples(db) != VP_OK) ||
+         exec_simple(db, insert, "schema") != VP_OK))
+        goto fail;
     if (exec_simple(db, "COMMIT", "schema") != VP_OK)
         goto fail;
+    if (version < 0)
+        vp_info("postgresql: created the tables in %s (schema version %d)", PQdb(db->conn),
+                SCHEMA_VERSION);
+    else if (version != SCHEMA_VERSION)
+        vp_info("postgresql: upgraded %s from schema version %d to %d", PQdb(db->conn), version,
+                SCHEMA_VERSION);
     PQclear(res);
     return VP_OK;
 fail:
@@ -643,7 +717,9 @@ fail:
         snprintf(err, errlen, "cannot set up the PostgreSQL schema: %.*s", msg_len(msg), msg);
     }
     PQclear(res);
+    discard_buffers(db);
     exec_simple(db, "ROLLBACK", "schema");
+    db->failed = 0;
     return rc;
 }
 
@@ -665,6 +741,11 @@ int vps__pg_open(const char *url, unsigned nconn, vps_store **out, char *err, si
     vps__store_init(&s->base, &pg_ops, 0, s->dbs, nconn);
     for (unsigned i = 0; i < nconn; i++) {
         pg_db *db = &s->conns[i];
+        if (vps_block_pend_init(&db->pend) != VP_OK) {
+            snprintf(err, errlen, "out of memory");
+            rc = VP_ENOMEM;
+            goto fail;
+        }
         if ((rc = connect_one(db, url, err, errlen)) != VP_OK ||
             (i == 0 && (rc = setup_schema(db, err, errlen)) != VP_OK) ||
             (rc = session_setup(db, err, errlen)) != VP_OK)
@@ -687,7 +768,8 @@ static void pg_free(vps_store *vs)
         pg_db *db = &s->conns[i];
         if (db->conn)
             PQfinish(db->conn);
-        vp_free(db->copy.p);
+        vps_block_pend_fini(&db->pend);
+        vps_block_counts_fini(&db->counts);
         vp_free(db->addrs.p);
         vp_free(db->names.p);
         vp_free(db->frames);
@@ -1059,29 +1141,12 @@ static int pg_put_stack(vps_db *vdb, int64_t rid, uint64_t hash, const uint64_t 
 static int pg_put_sample(vps_db *vdb, int64_t rid, const vps_sample_row *row)
 {
     pg_db *db = (pg_db *)vdb;
-    static const uint8_t header[19] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0};
-    const int64_t fields[6] = {rid,        (int64_t)row->idx,    row->t_ns,
-                               (int64_t)row->rss_kb, (int64_t)row->thread, row->stack_id};
     int rc;
-    if (db->copy_rows == 0) {
-        db->copy.len = 0;
-        /* signature, flags 0, header extension 0 */
-        if ((rc = bytes_put(&db->copy, header, sizeof(header))) != VP_OK)
-            return rc;
-    }
-    size_t before = db->copy.len;
-    rc = bytes_be16(&db->copy, 6);
-    for (int i = 0; rc == VP_OK && i < 6; i++) {
-        rc = bytes_be32(&db->copy, 8);
-        rc = rc ? rc : bytes_be64(&db->copy, (uint64_t)fields[i]);
-    }
-    if (rc != VP_OK) {
-        db->copy.len = before;
+    if (vps_block_other_run(&db->pend, rid) && (rc = flush_samples(db)) != VP_OK)
         return rc;
-    }
-    if (++db->copy_rows >= VP_PG_COPY_ROWS)
-        return flush_samples(db);
-    return VP_OK;
+    if ((rc = vps_block_add(&db->pend, "postgresql", rid, row)) != VP_OK)
+        return rc;
+    return db->pend.n == VP_STORE_BLOCK_SAMPLES ? flush_samples(db) : VP_OK;
 }
 
 static int pg_put_thread(vps_db *vdb, int64_t rid, uint64_t thread, int *is_new)
@@ -1128,83 +1193,115 @@ static int pg_each_name(vps_db *vdb, int64_t rid, vps_name_cb cb, void *ctx)
     return walk(db, ST_EACH_NAME, &a, name_row, &w, "names");
 }
 
+/* block_row checks the block of a row (n, data). */
+static int block_row(const PGresult *res, int row, const uint8_t **data, uint32_t *n)
+{
+    int rc = vps_block_check("postgresql", col_i64(res, row, 0), PQgetvalue(res, row, 1),
+                             (size_t)PQgetlength(res, row, 1), n);
+    if (rc == VP_OK)
+        *data = (const uint8_t *)PQgetvalue(res, row, 1);
+    return rc;
+}
+
+static int count_row(pg_db *db, const PGresult *res, int row, void *ctx)
+{
+    (void)ctx;
+    const uint8_t *data;
+    uint32_t n;
+    int rc = block_row(res, row, &data, &n);
+    return rc != VP_OK ? rc : vps_block_counts_add(&db->counts, data, n);
+}
+
 typedef struct stack_walk {
     vps_stack_count_cb cb;
     void *ctx;
+    vps_stack_tally *list; /* the counts, in stack id order; owned */
+    size_t n, next;
 } stack_walk;
 
+/* stack_row hands a stack to the callback with its count, if it has one;
+ * the stacks come in stack id order, as the counts do. */
 static int stack_row(pg_db *db, const PGresult *res, int row, void *ctx)
 {
     stack_walk *w = ctx;
+    int64_t id = col_i64(res, row, 0);
+    while (w->next < w->n && w->list[w->next].id < id)
+        w->next++; /* counted, but its stack is missing: left out, as a join would */
+    if (w->next == w->n || w->list[w->next].id != id)
+        return 0;
     uint32_t n = 0;
     int rc = load_frames(db, PQgetvalue(res, row, 1), PQgetlength(res, row, 1), &n);
     if (rc != VP_OK)
         return rc;
-    return w->cb(w->ctx, col_i64(res, row, 0), db->frames, n, (uint64_t)col_i64(res, row, 2));
+    return w->cb(w->ctx, id, db->frames, n, w->list[w->next++].n);
 }
 
+/* Every distinct stack with its sample count, in stack id order: the
+ * blocks' stack ids are counted here, then merged with the run's stacks
+ * read in the same order. */
 static int pg_each_stack_count(vps_db *vdb, int64_t rid, vps_stack_count_cb cb, void *ctx)
 {
     pg_db *db = (pg_db *)vdb;
+    stack_walk w = {cb, ctx, NULL, 0, 0};
+    pgargs a;
     int rc = flush_samples(db);
     if (rc != VP_OK)
         return rc;
-    stack_walk w = {cb, ctx};
-    pgargs a;
+    vps_block_counts_reset(&db->counts);
     args_init(&a);
     arg_i64(&a, rid);
-    return walk(db, ST_EACH_STACK_COUNT, &a, stack_row, &w, "stack counts");
+    if ((rc = walk(db, ST_EACH_BLOCK, &a, count_row, NULL, "stack counts")) != VP_OK ||
+        (rc = vps_block_counts_list(&db->counts, &w.list, &w.n)) != VP_OK)
+        goto fail;
+    if (w.n > 0) {
+        args_init(&a);
+        arg_i64(&a, rid);
+        rc = walk(db, ST_EACH_STACK, &a, stack_row, &w, "stack counts");
+    }
+fail:
+    vp_free(w.list);
+    return rc;
 }
 
 typedef struct sample_walk {
     vps_sample_cb cb;
     void *ctx;
+    int64_t from_ns, to_ns;
 } sample_walk;
 
-static int sample_row(pg_db *db, const PGresult *res, int row, void *ctx)
+static int sample_block(pg_db *db, const PGresult *res, int row, void *ctx)
 {
     (void)db;
     sample_walk *w = ctx;
-    vps_sample_row r = {
-        .idx = (uint64_t)col_i64(res, row, 0),
-        .t_ns = col_i64(res, row, 1),
-        .rss_kb = (uint64_t)col_i64(res, row, 2),
-        .thread = (uint64_t)col_i64(res, row, 3),
-        .stack_id = col_i64(res, row, 4),
-    };
-    return w->cb(w->ctx, &r);
+    const uint8_t *data;
+    uint32_t n;
+    int rc = block_row(res, row, &data, &n);
+    for (uint32_t i = 0; rc == VP_OK && i < n; i++) {
+        vps_sample_row r;
+        vps_block_decode(data + (size_t)i * VPS_BLOCK_RECORD, &r);
+        if (r.t_ns >= w->from_ns && r.t_ns <= w->to_ns)
+            rc = w->cb(w->ctx, &r);
+    }
+    return rc;
 }
 
+/* The blocks that overlap the window, in index order, each as it arrives
+ * (walk: a block is at most 160 KiB); samples outside the window are
+ * skipped here. */
 static int pg_each_sample(vps_db *vdb, int64_t rid, int64_t from_ns, int64_t to_ns,
                           vps_sample_cb cb, void *ctx)
 {
     pg_db *db = (pg_db *)vdb;
     int rc = flush_samples(db);
-    sample_walk w = {cb, ctx};
-    int64_t from_idx = INT64_MIN;
-    /* Page by page in index order; a read transaction's snapshot keeps the
-     * pages consistent. */
-    while (rc == VP_OK) {
-        PGresult *res = NULL;
-        pgargs a;
-        args_init(&a);
-        arg_i64(&a, rid);
-        arg_i64(&a, from_ns);
-        arg_i64(&a, to_ns);
-        arg_i64(&a, from_idx);
-        arg_i64(&a, VP_PG_SAMPLE_PAGE);
-        if ((rc = exec(db, ST_EACH_SAMPLE, &a, &res, "samples")) != VP_OK)
-            break;
-        int n = PQntuples(res);
-        for (int i = 0; rc == VP_OK && i < n; i++)
-            rc = sample_row(db, res, i, &w);
-        int64_t last = n > 0 ? col_i64(res, n - 1, 0) : INT64_MAX;
-        PQclear(res);
-        if (n < (int)VP_PG_SAMPLE_PAGE || last == INT64_MAX)
-            break;
-        from_idx = last + 1;
-    }
-    return rc;
+    if (rc != VP_OK)
+        return rc;
+    sample_walk w = {cb, ctx, from_ns, to_ns};
+    pgargs a;
+    args_init(&a);
+    arg_i64(&a, rid);
+    arg_i64(&a, from_ns);
+    arg_i64(&a, to_ns);
+    return walk(db, ST_EACH_SAMPLE, &a, sample_block, &w, "samples");
 }
 
 static int pg_get_stack(vps_db *vdb, int64_t rid, int64_t stack_id, uint64_t **frames,

@@ -5,10 +5,10 @@
  * Layout: one database file DIR/vmpv.sqlite in WAL mode, so readers never
  * wait for the writer. Runs have an integer key (rid) and a text id; the
  * per-sample tables use rid to keep rows small. Samples are stored in
- * blocks of up to VP_SQLITE_BLOCK_SAMPLES consecutive samples of one run,
- * one row each (sample_blocks; see "samples" below): one SQLite row per
- * sample cost about a microsecond to insert and a fifth of that to read,
- * which made a 10-million-sample run take seconds either way. A fixed pool of connections,
+ * blocks of up to VP_STORE_BLOCK_SAMPLES consecutive samples of one run,
+ * one row each (sample_blocks, sample_block.h): one SQLite row per sample
+ * cost about a microsecond to insert and a fifth of that to read, which
+ * made a 10-million-sample run take seconds either way. A fixed pool of connections,
  * one per thread-pool thread, each with its statements prepared once; a
  * connection is used by one thread at a time (SQLite's multi-thread mode).
  *
@@ -30,6 +30,7 @@
 #include <sys/time.h>
 
 #include "limits.h"
+#include "sample_block.h"
 #include "store_int.h"
 #include "symtab.h"
 #include "vp_err.h"
@@ -42,9 +43,6 @@
  * blocks. Older files are upgraded in place when opened: the columns are
  * added, the samples table is copied into blocks and dropped. */
 #define SCHEMA_VERSION 3
-
-/* Bytes of one stored sample (see "samples" below). */
-#define SAMPLE_BYTES 40u
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS runs("
@@ -69,8 +67,8 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS stacks(rid INTEGER NOT NULL, stack_id INTEGER NOT NULL,"
     " frames BLOB NOT NULL, PRIMARY KEY(rid, stack_id));"
     /* sample_blocks: n samples of run rid from index first_idx on, whose
-     * clocks lie in [t_min, t_max]; data is n records of SAMPLE_BYTES
-     * (encode_sample). A rowid table: the blobs are large. */
+     * clocks lie in [t_min, t_max]; data is n records (sample_block.h). A
+     * rowid table: the blobs are large. */
     "CREATE TABLE IF NOT EXISTS sample_blocks(rid INTEGER NOT NULL,"
     " first_idx INTEGER NOT NULL, n INTEGER NOT NULL, t_min INTEGER NOT NULL,"
     " t_max INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(rid, first_idx));"
@@ -153,18 +151,8 @@ typedef struct sq_db {
     sqlite3_stmt *stmt[ST_COUNT]; /* prepared on first use */
     uint64_t *frames;             /* scratch for stack blobs, see load_frames */
     uint32_t frames_cap;
-    /* Samples put but not yet inserted: the next block of run pend_rid,
-     * encoded, written by flush_samples when full, before the commit and
-     * before any statement that reads or deletes samples, so that the
-     * transaction sees every sample it put. A rollback drops them. */
-    uint8_t *pend; /* VP_SQLITE_BLOCK_SAMPLES * SAMPLE_BYTES, allocated at open */
-    unsigned npend;
-    int64_t pend_rid;
-    uint64_t pend_first, pend_last; /* idx of the first and last pending sample */
-    int64_t pend_tmin, pend_tmax;
-    uint64_t *counts_keys; /* each_stack_count's scratch: stack id + 1 -> count */
-    uint64_t *counts_vals;
-    size_t counts_cap;
+    vps_block_pend pend;      /* samples put, not yet inserted (sample_block.h) */
+    vps_block_counts counts;  /* each_stack_count's scratch */
 } sq_db;
 
 typedef struct sq_store {
@@ -375,8 +363,7 @@ int vps__sqlite_open(const char *dir, unsigned nconn, vps_store **out, char *err
     /* SQLite takes one writer at a time: the pool queues them (store_int.h). */
     vps__store_init(&s->base, &sqlite_ops, 1, s->dbs, nconn);
     for (unsigned i = 0; i < nconn; i++) {
-        s->conns[i].pend = vp_malloc((size_t)VP_SQLITE_BLOCK_SAMPLES * SAMPLE_BYTES);
-        if (!s->conns[i].pend) {
+        if (vps_block_pend_init(&s->conns[i].pend) != VP_OK) {
             snprintf(err, errlen, "out of memory");
             rc = VP_ENOMEM;
             goto fail;
@@ -401,9 +388,8 @@ static void sq_free(vps_store *vs)
         if (db->conn)
             sqlite3_close(db->conn);
         vp_free(db->frames);
-        vp_free(db->pend);
-        vp_free(db->counts_keys);
-        vp_free(db->counts_vals);
+        vps_block_pend_fini(&db->pend);
+        vps_block_counts_fini(&db->counts);
     }
     vp_free(s->conns);
     vp_free(s->dbs);
@@ -429,7 +415,7 @@ static int sq_commit(vps_db *vdb)
 static void sq_rollback(vps_db *vdb)
 {
     sq_db *db = (sq_db *)vdb;
-    db->npend = 0;
+    vps_block_clear(&db->pend);
     if (!sqlite3_get_autocommit(db->conn))
         exec_id(db, ST_ROLLBACK, "rollback");
 }
@@ -701,39 +687,19 @@ static int sq_put_stack(vps_db *vdb, int64_t rid, uint64_t hash, const uint64_t 
     return rc;
 }
 
-/* ---- samples ----
- *
- * A sample is stored as SAMPLE_BYTES: idx, t_ns, rss_kb, thread, stack_id,
- * each a u64 little-endian (t_ns and stack_id as two's complement). A
- * block holds the samples of one run in index order; the blocks of a run
- * are in index order too, since every writer puts a run's samples in the
- * order of the profile (ingest.c, submit.c), which put_sample checks. */
+/* ---- samples (sample_block.h) ---- */
 
-static void decode_sample(const uint8_t *p, vps_sample_row *row)
-{
-    row->idx = vp_load_u64le(p);
-    row->t_ns = (int64_t)vp_load_u64le(p + 8);
-    row->rss_kb = vp_load_u64le(p + 16);
-    row->thread = vp_load_u64le(p + 24);
-    row->stack_id = (int64_t)vp_load_u64le(p + 32);
-}
-
-/* block_data checks a stored block's blob against its count; VP_ECORRUPT
- * (logged) if they disagree. */
+/* block_data checks the block of a row whose count is column ncol and data
+ * column dcol. */
 static int block_data(sqlite3_stmt *st, int ncol, int dcol, const uint8_t **data, uint32_t *n)
 {
-    sqlite3_int64 count = sqlite3_column_int64(st, ncol);
     const void *blob = sqlite3_column_blob(st, dcol);
     int bytes = sqlite3_column_bytes(st, dcol);
-    if (count < 0 || count > VP_SQLITE_BLOCK_SAMPLES || (blob == NULL && count > 0) ||
-        (uint64_t)bytes != (uint64_t)count * SAMPLE_BYTES) {
-        vp_error("sqlite: a sample block of %lld samples holds %d bytes", (long long)count,
-                 bytes);
-        return VP_ECORRUPT;
-    }
-    *data = blob;
-    *n = (uint32_t)count;
-    return VP_OK;
+    int rc = vps_block_check("sqlite", sqlite3_column_int64(st, ncol), blob,
+                             bytes < 0 ? 0 : (size_t)bytes, n);
+    if (rc == VP_OK)
+        *data = blob;
+    return rc;
 }
 
 /* flush_samples inserts the pending samples as one block. They are gone
@@ -741,19 +707,20 @@ static int block_data(sqlite3_stmt *st, int ncol, int dcol, const uint8_t **data
  * back. */
 static int flush_samples(sq_db *db)
 {
-    unsigned n = db->npend;
+    const vps_block_pend *p = &db->pend;
+    unsigned n = p->n;
     if (n == 0)
         return VP_OK;
-    db->npend = 0;
+    vps_block_clear(&db->pend);
     sqlite3_stmt *st = stmt(db, ST_PUT_SAMPLE);
     if (!st)
         return VP_EIO;
-    sqlite3_bind_int64(st, 1, db->pend_rid);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)db->pend_first);
+    sqlite3_bind_int64(st, 1, p->rid);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)p->first);
     sqlite3_bind_int64(st, 3, n);
-    sqlite3_bind_int64(st, 4, db->pend_tmin);
-    sqlite3_bind_int64(st, 5, db->pend_tmax);
-    sqlite3_bind_blob(st, 6, db->pend, (int)(n * SAMPLE_BYTES), SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, p->t_min);
+    sqlite3_bind_int64(st, 5, p->t_max);
+    sqlite3_bind_blob(st, 6, p->data, (int)(n * VPS_BLOCK_RECORD), SQLITE_STATIC);
     return run_simple(db, st, "put samples");
 }
 
@@ -761,30 +728,11 @@ static int sq_put_sample(vps_db *vdb, int64_t rid, const vps_sample_row *row)
 {
     sq_db *db = (sq_db *)vdb;
     int rc;
-    if (db->npend && db->pend_rid != rid && (rc = flush_samples(db)) != VP_OK)
+    if (vps_block_other_run(&db->pend, rid) && (rc = flush_samples(db)) != VP_OK)
         return rc;
-    if (db->npend && row->idx <= db->pend_last) {
-        vp_error("sqlite: run %lld: sample %llu put after %llu", (long long)rid,
-                 (unsigned long long)row->idx, (unsigned long long)db->pend_last);
-        return VP_EINVAL;
-    }
-    if (db->npend == 0) {
-        db->pend_rid = rid;
-        db->pend_first = row->idx;
-        db->pend_tmin = db->pend_tmax = row->t_ns;
-    }
-    uint8_t *p = db->pend + (size_t)db->npend * SAMPLE_BYTES;
-    vp_store_u64le(p, row->idx);
-    vp_store_u64le(p + 8, (uint64_t)row->t_ns);
-    vp_store_u64le(p + 16, row->rss_kb);
-    vp_store_u64le(p + 24, row->thread);
-    vp_store_u64le(p + 32, (uint64_t)row->stack_id);
-    db->pend_last = row->idx;
-    if (row->t_ns < db->pend_tmin)
-        db->pend_tmin = row->t_ns;
-    if (row->t_ns > db->pend_tmax)
-        db->pend_tmax = row->t_ns;
-    return ++db->npend == VP_SQLITE_BLOCK_SAMPLES ? flush_samples(db) : VP_OK;
+    if ((rc = vps_block_add(&db->pend, "sqlite", rid, row)) != VP_OK)
+        return rc;
+    return db->pend.n == VP_STORE_BLOCK_SAMPLES ? flush_samples(db) : VP_OK;
 }
 
 static int sq_put_thread(vps_db *vdb, int64_t rid, uint64_t thread, int *is_new)
@@ -822,61 +770,6 @@ static int sq_each_name(vps_db *vdb, int64_t rid, vps_name_cb cb, void *ctx)
     return rc;
 }
 
-/* count_stack adds one sample of stack id to the connection's counts (an
- * open-addressing map kept at most half full; key stack id + 1, 0 = empty
- * slot, so id -1 is counted apart in *minus1). */
-static int count_stack(sq_db *db, int64_t id, size_t *used, uint64_t *minus1)
-{
-    if (id == -1) {
-        (*minus1)++;
-        return VP_OK;
-    }
-    if ((*used + 1) * 2 > db->counts_cap) {
-        size_t cap = db->counts_cap ? db->counts_cap * 2 : 1024;
-        uint64_t *keys = vp_calloc(cap, sizeof(uint64_t));
-        uint64_t *vals = vp_malloc(cap * sizeof(uint64_t));
-        if (!keys || !vals) {
-            vp_free(keys);
-            vp_free(vals);
-            return VP_ENOMEM;
-        }
-        for (size_t i = 0; i < db->counts_cap; i++) {
-            if (!db->counts_keys[i])
-                continue;
-            size_t j = vps_hash64(db->counts_keys[i]) & (cap - 1);
-            while (keys[j])
-                j = (j + 1) & (cap - 1);
-            keys[j] = db->counts_keys[i];
-            vals[j] = db->counts_vals[i];
-        }
-        vp_free(db->counts_keys);
-        vp_free(db->counts_vals);
-        db->counts_keys = keys, db->counts_vals = vals, db->counts_cap = cap;
-    }
-    uint64_t key = (uint64_t)id + 1;
-    size_t mask = db->counts_cap - 1, i = vps_hash64(key) & mask;
-    while (db->counts_keys[i] && db->counts_keys[i] != key)
-        i = (i + 1) & mask;
-    if (!db->counts_keys[i]) {
-        db->counts_keys[i] = key;
-        db->counts_vals[i] = 0;
-        (*used)++;
-    }
-    db->counts_vals[i]++;
-    return VP_OK;
-}
-
-typedef struct stack_count {
-    int64_t id;
-    uint64_t n;
-} stack_count;
-
-static int cmp_stack_count(const void *a, const void *b)
-{
-    int64_t x = ((const stack_count *)a)->id, y = ((const stack_count *)b)->id;
-    return (x > y) - (x < y);
-}
-
 /* Every distinct stack with its sample count, in stack id order (as the
  * GROUP BY of a row per sample gave them); a stack id without its stacks
  * row is left out, as a join would. */
@@ -884,38 +777,25 @@ static int sq_each_stack_count(vps_db *vdb, int64_t rid, vps_stack_count_cb cb, 
 {
     sq_db *db = (sq_db *)vdb;
     sqlite3_stmt *st = stmt(db, ST_EACH_STACK_COUNT), *get = stmt(db, ST_GET_STACK);
-    stack_count *list = NULL;
-    size_t used = 0, k = 0;
-    uint64_t minus1 = 0;
+    vps_stack_tally *list = NULL;
+    size_t k = 0;
     int rc = st && get ? flush_samples(db) : VP_EIO, s = SQLITE_DONE;
     if (rc != VP_OK)
         return rc;
-    if (db->counts_cap)
-        memset(db->counts_keys, 0, db->counts_cap * sizeof(uint64_t));
+    vps_block_counts_reset(&db->counts);
     sqlite3_bind_int64(st, 1, rid);
     while (rc == VP_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
         const uint8_t *data;
         uint32_t n;
         if ((rc = block_data(st, 0, 1, &data, &n)) != VP_OK)
             break;
-        for (uint32_t i = 0; i < n && rc == VP_OK; i++)
-            rc = count_stack(db, (int64_t)vp_load_u64le(data + (size_t)i * SAMPLE_BYTES + 32), &used,
-                             &minus1);
+        rc = vps_block_counts_add(&db->counts, data, n);
     }
     if (rc == VP_OK && s != SQLITE_DONE)
         rc = sql_fail(db, "stack counts");
     done(st);
-    if (rc == VP_OK && !(list = vp_malloc((used + 1) * sizeof(*list))))
-        rc = VP_ENOMEM;
-    if (rc == VP_OK) {
-        for (size_t i = 0; i < db->counts_cap; i++) {
-            if (db->counts_keys[i])
-                list[k++] = (stack_count){(int64_t)(db->counts_keys[i] - 1), db->counts_vals[i]};
-        }
-        if (minus1)
-            list[k++] = (stack_count){-1, minus1};
-        qsort(list, k, sizeof(*list), cmp_stack_count);
-    }
+    if (rc == VP_OK)
+        rc = vps_block_counts_list(&db->counts, &list, &k);
     for (size_t i = 0; rc == VP_OK && i < k; i++) {
         sqlite3_bind_int64(get, 1, rid);
         sqlite3_bind_int64(get, 2, list[i].id);
@@ -956,7 +836,7 @@ static int sq_each_sample(vps_db *vdb, int64_t rid, int64_t from_ns, int64_t to_
             break;
         for (uint32_t i = 0; i < n; i++) {
             vps_sample_row row;
-            decode_sample(data + (size_t)i * SAMPLE_BYTES, &row);
+            vps_block_decode(data + (size_t)i * VPS_BLOCK_RECORD, &row);
             if (row.t_ns < from_ns || row.t_ns > to_ns)
                 continue;
             if ((rc = cb(ctx, &row)) != 0)

@@ -263,7 +263,7 @@ def test_servers_start_together_on_a_fresh_database(tmp_path):
         assert status == 201, body
         for s in made:
             assert get_json(s.base + "/api/runs")["total"] == 1
-        assert postgres().psql("SELECT version FROM vmpv_schema", db=url.rsplit("/", 1)[1]) == "2\n"
+        assert postgres().psql("SELECT version FROM vmpv_schema", db=url.rsplit("/", 1)[1]) == "3\n"
     finally:
         for s in made:
             s.stop()
@@ -324,4 +324,130 @@ def test_schema_1_database_is_upgraded(tmp_path):
         assert get_json(s.base + "/api/runs")["total"] == 2
     finally:
         s.stop()
+    assert postgres().psql("SELECT max(version) FROM vmpv_schema", db=name) == "3\n"
+
+
+# The last commit whose server kept a row per sample in PostgreSQL (schema 2).
+SCHEMA_2_COMMIT = "6f78524"
+
+
+@pytest.fixture(scope="session")
+def schema_2_server():
+    """vmpv-server built from SCHEMA_2_COMMIT (git archive of this
+    repository, meson, the server target only), cached across sessions in
+    $VMPV_TEST_CACHE (default /tmp/vmpv-test-cache); $VMPV_OLD_SERVER names
+    a ready binary instead. Skips where neither git history nor a binary is
+    at hand."""
+    import shutil
+    import subprocess
+    if os.environ.get("VMPV_OLD_SERVER"):
+        return os.environ["VMPV_OLD_SERVER"]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cache = os.path.join(os.environ.get("VMPV_TEST_CACHE", "/tmp/vmpv-test-cache"),
+                         "server-" + SCHEMA_2_COMMIT)
+    binary = os.path.join(cache, "build", "server", "vmpv-server")
+    if os.path.exists(binary):
+        return binary
+    if not shutil.which("git") or subprocess.run(
+            ["git", "-C", root, "cat-file", "-e", SCHEMA_2_COMMIT + "^{commit}"],
+            capture_output=True).returncode:
+        pytest.skip("no git history with %s to build the schema-2 server" % SCHEMA_2_COMMIT)
+    src = cache + ".tmp"
+    shutil.rmtree(src, ignore_errors=True)
+    os.makedirs(src)
+    archive = subprocess.run(["git", "-C", root, "archive", SCHEMA_2_COMMIT],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "x"], input=archive, cwd=src, check=True)
+    for cmd in (["meson", "setup", "build"], ["ninja", "-j2", "-C", "build", "server/vmpv-server"]):
+        r = subprocess.run(cmd, cwd=src, capture_output=True, text=True, timeout=1200)
+        assert r.returncode == 0, (cmd, r.stdout[-3000:], r.stderr[-3000:])
+    shutil.rmtree(cache, ignore_errors=True)
+    os.rename(src, cache)
+    return binary
+
+
+def answers(base, rid):
+    """Everything the API says about a run that comes from its samples."""
+    from test_server import http
+    run = get_json(base + "/api/runs/" + rid)
+    for k in ("url", "updated", "updated_time"):
+        run.pop(k, None)
+    if run["status"] == "live":
+        run.pop("duration_s")  # counted to now
+    got = {"run": run}
+    for ep in ("functions", "collapsed", "memory", "memory?buckets=7&from=0.5&to=2.5", "tree",
+               "tree?from=1&to=3", "growth", "speedscope"):
+        status, _, body = http("GET", "%s/api/runs/%s/%s" % (base, rid, ep))
+        assert status == 200, (ep, body)
+        got[ep] = body
+    # Speedscope numbers its frames in the order the store lists stacks,
+    # which the schema-2 store left to PostgreSQL's join: compare each
+    # sample's frames themselves.
+    doc = json.loads(got["speedscope"])
+    frames = doc["shared"]["frames"]
+    for p in doc["profiles"]:
+        p["samples"] = [[frames[i] for i in stack] for stack in p["samples"]]
+    del doc["shared"]
+    got["speedscope"] = doc
+    return got
+
+
+def test_schema_2_database_is_upgraded(tmp_path, schema_2_server):
+    """A database the schema-2 server (a row per sample) filled is upgraded
+    to blocks when this server starts: every run answers as before, the old
+    table is gone, and the old server then refuses the database."""
+    url = postgres().new_database()
+    name = url.rsplit("/", 1)[1]
+    old = Server(tmp_path / "old", db=url, binary=schema_2_server)
+    try:
+        rids = []
+        # Uploads: 10,000 samples span three blocks; the hostile one's
+        # stack ids and thread ids use all 64 bits.
+        for path, project in ((synthetic(tmp_path / "big.dat", 10000, seed=21), "big"),
+                              (hostile_profile(tmp_path / "hostile.dat"), "hostile")):
+            status, _, body = upload(old.base, path.read_bytes(), project=project)
+            assert status == 201, body
+            rids.append(json.loads(body)["id"])
+        # A run that grew batch by batch, one transaction each, left open.
+        rid = os.urandom(16)
+        assert post_batch(old.base, batch(1, rid, 0, opened("live")))[0] == 200
+        live = synthetic(tmp_path / "live.dat", 6000, seed=22)
+        parts = chunks(live, 7)
+        for i, (payload, n) in enumerate(parts[:-1], start=1):
+            assert post_batch(old.base, batch(2, rid, i, payload, n)) == (200, {"status": "stored"})
+        rids.append(rid.hex())
+        before = {r: answers(old.base, r) for r in rids}
+    finally:
+        old.stop()
     assert postgres().psql("SELECT max(version) FROM vmpv_schema", db=name) == "2\n"
+    rows = int(postgres().psql("SELECT count(*) FROM samples", db=name))
+    assert rows == sum(b["run"]["samples"] for b in before.values())
+
+    new = Server(tmp_path / "new", db=url)  # its own data dir: no summary files
+    try:
+        after = {r: answers(new.base, r) for r in rids}
+        for r in rids:
+            for k in before[r]:
+                assert after[r][k] == before[r][k], (r, k)
+        # The open run keeps growing, now into blocks, and ends whole.
+        last = len(parts)
+        assert post_batch(new.base, batch(2, rid, last, *parts[-1])) == (200, {"status": "stored"})
+        check_against_truth(new.base, rid.hex(), truth(live))
+        assert "moved into blocks" in new.log.read_text()
+    finally:
+        new.stop()
+    assert postgres().psql("SELECT max(version) FROM vmpv_schema", db=name) == "3\n"
+    assert postgres().psql("SELECT to_regclass('samples') IS NULL", db=name) == "t\n"
+    assert postgres().psql("SELECT sum(n) FROM sample_blocks", db=name) == \
+        "%d\n" % (rows + parts[-1][1])
+    # Blocks in index order, none across a run boundary, none overfull.
+    assert postgres().psql(
+        "SELECT count(*) FROM (SELECT n, first_idx, lead(first_idx) OVER"
+        " (PARTITION BY rid ORDER BY first_idx) AS next FROM sample_blocks) b"
+        " WHERE n > 4096 OR n < 1 OR next < first_idx + n", db=name) == "0\n"
+
+    # A server of the old version refuses the upgraded database, saying why.
+    import subprocess
+    r = subprocess.run([schema_2_server, "--listen", "127.0.0.1:0", "--db", url, "--data",
+                        str(tmp_path / "refused")], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "has schema version 3; this server knows 2" in r.stderr, r.stderr
