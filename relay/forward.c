@@ -84,7 +84,13 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
-static void wait_ms(vpr_forwarder *f, uint64_t ms)
+/* wait_ms sleeps ms, or until quit, or (if kickable) until new batches
+ * are stored. A backoff is not kickable: after every commit the intake
+ * kicks, and a kick that ended the backoff made the forwarder retry a
+ * server that was down after every commit, reading the spool each time.
+ * A kick that comes meanwhile is kept for the next wait; the one that
+ * starts a drain ends any wait. */
+static void wait_ms(vpr_forwarder *f, uint64_t ms, int kickable)
 {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
@@ -95,10 +101,11 @@ static void wait_ms(vpr_forwarder *f, uint64_t ms)
         until.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&f->mu);
-    while (!f->kicked && !f->quit &&
+    while (!((kickable || f->draining) && f->kicked) && !f->quit &&
            pthread_cond_timedwait(&f->cv, &f->mu, &until) != ETIMEDOUT) {
     }
-    f->kicked = 0;
+    if (kickable || f->draining)
+        f->kicked = 0;
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -278,12 +285,12 @@ static void *forwarder_main(void *arg)
         if (retry) {
             /* Full jitter keeps a fleet of relays from retrying in step. */
             uint64_t sleep_ms = f->backoff_ms / 2 + (uint64_t)rand_r(&f->rand_state) % (f->backoff_ms / 2 + 1);
-            wait_ms(f, sleep_ms);
+            wait_ms(f, sleep_ms, 0);
             f->backoff_ms = f->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : f->backoff_ms * 2;
         } else {
             f->backoff_ms = BACKOFF_MIN_MS;
             if (!progress)
-                wait_ms(f, IDLE_WAIT_MS);
+                wait_ms(f, IDLE_WAIT_MS, 1);
         }
         uint64_t left = vp_spool_bytes(f->spool);
         vp_metric_set(&vpr_metrics[VPR_M_SPOOL_BYTES], left);

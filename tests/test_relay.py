@@ -205,15 +205,33 @@ def test_spool_wal_is_checkpointed_off_the_commit_path(tmp_path: Path) -> None:
     import sqlite3
     profile = make_profile(tmp_path / "synthetic.dat", 20000)
     nobody = f"http://127.0.0.1:{free_port()}"
+    import math
+    import time
+    from harness import http_json
     relay = start_daemon("vmpv-relay", ["--listen", "tcp://127.0.0.1:0", "--server", nobody,
-                                        "--data", str(tmp_path / "relay")], tmp_path / "relay-run")
+                                        "--data", str(tmp_path / "relay"),
+                                        "--metrics-listen", "127.0.0.1:0"], tmp_path / "relay-run")
     try:
-        sent = runs_sent(loadgen(relay.address, profile, "--agents", "40", "--runs", "2"))
+        started = time.monotonic()
+        out = loadgen(relay.address, profile, "--agents", "40", "--runs", "2")
+        sent = runs_sent(out)
         assert len(sent) == 80
         spool = tmp_path / "relay" / "spool.sqlite"
         db = sqlite3.connect(f"file:{spool}?mode=ro", uri=True)
         stored = db.execute("SELECT coalesce(sum(length(body)), 0), count(*) FROM batches").fetchone()
+        # The running total the relay keeps (triggers) is the bodies' sum.
+        assert db.execute("SELECT bytes FROM totals").fetchone()[0] == stored[0]
         db.close()
+        # The server is away: the forwarder backs off (100 ms doubling to
+        # 10 s, each wait at least half of that) however many commits kick
+        # it; it used to retry after every one of the ~1,000 commits.
+        url = next(l.split("metrics on ")[1].strip() for l in relay.log().splitlines()
+                   if "metrics on " in l)
+        _, text = http_json(url)
+        retries = int(next(l.split()[-1] for l in text.splitlines()
+                           if l.startswith("vmpv_relay_forward_retries_total")))
+        ms = (time.monotonic() - started) * 1000
+        assert 1 <= retries <= 2 + math.log2(ms / 50 + 1) + ms / 5000, (retries, ms)
         wal = spool.with_name(spool.name + "-wal").stat().st_size
         # Enough to need many checkpoints and at least one restart of the
         # WAL (common/vp_limits.h: VP_SPOOL_WAL_RESTART_BYTES, 32 MiB).
@@ -222,5 +240,47 @@ def test_spool_wal_is_checkpointed_off_the_commit_path(tmp_path: Path) -> None:
         # Checkpoints moved the batches into the database file (the last
         # few may still be in the WAL).
         assert spool.stat().st_size + wal > stored[0] and spool.stat().st_size > stored[0] / 2
+    finally:
+        assert relay.stop() == 0, relay.log()[-2000:]
+
+
+def test_spool_from_before_running_totals_is_counted_once(tmp_path: Path) -> None:
+    """A spool written before the relay kept its bodies' total in a table
+    gets the total from one sum when opened, and keeps it from then on: here
+    the forwarder drops the four unreadable batches, and what is left is
+    the one kept copy (a total that missed the old rows would go below 0)."""
+    import sqlite3
+    data = tmp_path / "relay"
+    data.mkdir()
+    db = sqlite3.connect(str(data / "spool.sqlite"))
+    db.executescript("""
+        PRAGMA journal_mode=WAL;
+        CREATE TABLE batches(run_id BLOB NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL,
+          body BLOB NOT NULL, received INTEGER NOT NULL DEFAULT (unixepoch()),
+          PRIMARY KEY(run_id, seq)) WITHOUT ROWID;
+        CREATE TABLE copies(run_id BLOB NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL,
+          body BLOB NOT NULL, PRIMARY KEY(run_id, seq)) WITHOUT ROWID;
+    """)
+    # Not batches a server would take (the forwarder will retry them):
+    # only their sizes matter here.
+    sizes = [1000, 250000, 7, 40000]
+    for i, n in enumerate(sizes):
+        db.execute("INSERT INTO batches(run_id, seq, kind, body) VALUES(?,?,?,?)",
+                   (bytes(16), i, 2, bytes(n)))
+    db.execute("INSERT INTO copies VALUES(?,?,?,?)", (bytes(16), 9, 2, bytes(123)))
+    db.commit()
+    db.close()
+    nobody = f"http://127.0.0.1:{free_port()}"
+    relay = start_daemon("vmpv-relay", ["--listen", "tcp://127.0.0.1:0", "--server", nobody,
+                                        "--data", str(data)], tmp_path / "relay-run")
+    try:
+        deadline = time.monotonic() + 20
+        while relay.log().count("is unreadable") < len(sizes):
+            assert time.monotonic() < deadline, relay.log()[-2000:]
+            time.sleep(0.05)
+        db = sqlite3.connect(f"file:{data / 'spool.sqlite'}?mode=ro", uri=True)
+        assert db.execute("SELECT count(*) FROM batches").fetchone()[0] == 0
+        assert db.execute("SELECT bytes FROM totals").fetchone()[0] == 123
+        db.close()
     finally:
         assert relay.stop() == 0, relay.log()[-2000:]
