@@ -99,6 +99,8 @@ export class FlameGraph<N extends FrameNode = FrameNode> {
   private height = 0;
   private ctx: CanvasRenderingContext2D | null = null;
   private mirrorTimer = 0;
+  private warmJob = 0;
+  private warmFrom = 0;
   private readonly textW = new Map<string, number>();
   private readonly stopWidth: () => void;
   /** Milliseconds the last layout + paint took (what a zoom costs). */
@@ -157,6 +159,7 @@ export class FlameGraph<N extends FrameNode = FrameNode> {
   destroy(): void {
     this.stopWidth();
     window.clearTimeout(this.mirrorTimer);
+    this.stopWarm();
   }
 
   resize(width: number): void {
@@ -226,6 +229,45 @@ export class FlameGraph<N extends FrameNode = FrameNode> {
     this.fillOf.fill(-1);
     this.palette = [];
     this.paletteIdx.clear();
+    this.startWarm();
+  }
+
+  /**
+   * Fill the per-node caches (fill colour, label texts and widths) for the
+   * whole tree in idle slices after the drawing, so that a zoom finds them
+   * ready: computed during a zoom, they made the first zooms into each part
+   * of a big tree the slowest redraws (a colour string and a map lookup or a
+   * measureText per newly shown frame, in code the JIT has not warmed up yet).
+   */
+  private startWarm(): void {
+    this.stopWarm();
+    this.warmFrom = 0;
+    this.warmJob = idle(() => this.warm());
+  }
+
+  private stopWarm(): void {
+    if (this.warmJob) cancelIdle(this.warmJob);
+    this.warmJob = 0;
+  }
+
+  private warm(): void {
+    this.warmJob = 0;
+    const t0 = performance.now();
+    const nodes = this.flat.nodes;
+    const fillOf = this.fillOf;
+    const ctx = this.ctx;
+    if (ctx) ctx.font = FONT;
+    let i = this.warmFrom;
+    // Slices of a few ms: a click waiting behind one is not delayed by more.
+    while (i < nodes.length && performance.now() - t0 < 4) {
+      const stop = Math.min(nodes.length, i + 256);
+      for (; i < stop; i++) {
+        if (fillOf[i] < 0) this.fillIndex(i);
+        if (ctx && i > 0 && !this.labels.has(nodes[i].name)) this.labelOf(ctx, nodes[i].name);
+      }
+    }
+    this.warmFrom = i;
+    if (i < nodes.length) this.warmJob = idle(() => this.warm());
   }
 
   /** The frame drawn for `n`, -1 if it is not drawn. */
@@ -423,16 +465,18 @@ export class FlameGraph<N extends FrameNode = FrameNode> {
   /** The longest of "fn (file.py:3)", "fn", "f…" that fits. */
   private label(ctx: CanvasRenderingContext2D, n: N, max: number): string {
     if (!n.parent) return this.fit(ctx, this.rootText(n), max);
-    let l = this.labels.get(n.name);
-    if (!l) {
-      const long = shortLabel(n.name);
-      const fn = splitFrame(n.name).fn;
-      l = { long, longW: this.measure(ctx, long), fn, fnW: this.measure(ctx, fn) };
-      this.labels.set(n.name, l);
-    }
+    const l = this.labels.get(n.name) ?? this.labelOf(ctx, n.name);
     if (l.longW <= max) return l.long;
     if (l.fnW <= max) return l.fn;
     return this.fit(ctx, l.fn, max);
+  }
+
+  private labelOf(ctx: CanvasRenderingContext2D, name: string): Label {
+    const long = shortLabel(name);
+    const fn = splitFrame(name).fn;
+    const l = { long, longW: this.measure(ctx, long), fn, fnW: this.measure(ctx, fn) };
+    this.labels.set(name, l);
+    return l;
   }
 
   private rootText(n: N): string {
@@ -602,6 +646,12 @@ export class FlameGraph<N extends FrameNode = FrameNode> {
     if (next >= 0) this.setHover(next, true);
   }
 }
+
+// Idle callbacks where the browser has them (not Safari), else a timer.
+const idle = (f: () => void): number =>
+  typeof window.requestIdleCallback === "function" ? window.requestIdleCallback(f, { timeout: 100 }) : window.setTimeout(f, 1);
+const cancelIdle = (id: number): void =>
+  typeof window.cancelIdleCallback === "function" ? window.cancelIdleCallback(id) : window.clearTimeout(id);
 
 /** "fn (/long/path/mod.py:3)" → "fn (mod.py:3)": the full path is in the tooltip. */
 function shortLabel(frame: string): string {
