@@ -19,6 +19,8 @@ export class FlatTree<N extends FrameNode = FrameNode> {
   readonly depth: Int32Array;
   readonly end: Int32Array;
   readonly parent: Int32Array;
+  /** Right edge of the node's last child in the root's units (start + the children's totals). */
+  readonly kidsEnd: Float64Array;
   /**
    * 1 when the node's children come biggest first (as sortTree leaves them):
    * then the first child too thin to draw ends the scan of its siblings.
@@ -52,7 +54,7 @@ export class FlatTree<N extends FrameNode = FrameNode> {
     const parent = (this.parent = Int32Array.from(parents));
     const sortedKids = (this.sortedKids = new Uint8Array(len));
     // Where the next child of each node starts: children come in order, after their parent.
-    const next = new Float64Array(len);
+    const next = (this.kidsEnd = new Float64Array(len));
     for (let i = 0; i < len; i++) {
       const n = nodes[i];
       this.index.set(n, i);
@@ -84,13 +86,21 @@ export class FlatTree<N extends FrameNode = FrameNode> {
   }
 }
 
-/** What one zoom draws: frame k is node idx[k] at x[k], w[k] (CSS px) in row[k] (its depth). */
+/**
+ * What one zoom draws: frame k is node idx[k] at x[k], w[k] (CSS px) in
+ * row[k] (its depth). Tail t is the children of one parent too thin to draw
+ * one by one, drawn as one block at tailX[t], tailW[t] in tailRow[t].
+ */
 export class Visible {
   n = 0;
   idx = new Int32Array(0);
   x = new Float64Array(0);
   w = new Float64Array(0);
   row = new Int32Array(0);
+  tails = 0;
+  tailX = new Float64Array(0);
+  tailW = new Float64Array(0);
+  tailRow = new Int32Array(0);
   nrows = 0;
   /** The frames of row r are rowItems[rowStart[r] .. rowStart[r + 1]), left to right. */
   rowStart = new Int32Array(0);
@@ -103,6 +113,10 @@ export class Visible {
       this.w = new Float64Array(frames);
       this.row = new Int32Array(frames);
       this.rowItems = new Int32Array(frames);
+      // At most one tail per parent drawn.
+      this.tailX = new Float64Array(frames);
+      this.tailW = new Float64Array(frames);
+      this.tailRow = new Int32Array(frames);
     }
     if (this.rowStart.length < rows + 1) this.rowStart = new Int32Array(rows + 1);
   }
@@ -110,12 +124,18 @@ export class Visible {
   /**
    * Lay out the subtree of `focus` across `width` px: its ancestors (and it)
    * full width in the rows above, then every descendant at least `minW` px
-   * wide and less than `maxRows` rows below the focus.
+   * wide and less than `maxRows` rows below the focus. Where a parent's
+   * children come biggest first, those thinner than `minW` make one tail
+   * block (when it is `minTail` px or wider); else they are left out.
    */
-  layout(t: FlatTree, focus: number, width: number, minW: number, maxRows: number): void {
+  layout(t: FlatTree, focus: number, width: number, minW: number, maxRows: number, minTail = Infinity): void {
     // Ancestors + a subtree never hold more nodes than the tree; sized once per tree.
     this.reserve(t.size, t.depth[focus] + maxRows + 1);
-    const { start, total, depth, end, parent, sortedKids } = t;
+    const { start, total, depth, end, parent, sortedKids, kidsEnd } = t;
+    const tailX = this.tailX;
+    const tailW = this.tailW;
+    const tailRow = this.tailRow;
+    let tails = 0;
     const idx = this.idx;
     const xs = this.x;
     const ws = this.w;
@@ -144,7 +164,20 @@ export class Visible {
       const w = total[i] * scale;
       if (!(w >= minW)) {
         const p = parent[i];
-        i = sortedKids[p] ? end[p] : end[i];
+        if (!sortedKids[p]) {
+          i = end[i];
+          continue;
+        }
+        // This child and all its later siblings: one block.
+        const tw = (kidsEnd[p] - start[i]) * scale;
+        if (tw >= minTail) {
+          tailX[tails] = (start[i] - x0) * scale;
+          tailW[tails] = tw;
+          tailRow[tails] = d;
+          tails++;
+          if (d > maxRow) maxRow = d;
+        }
+        i = end[p];
         continue;
       }
       idx[n] = i;
@@ -156,6 +189,7 @@ export class Visible {
       i++;
     }
     this.n = n;
+    this.tails = tails;
     this.nrows = maxRow + 1;
     // Rows by counting: depth-first order is left-to-right order within a row.
     const rs = this.rowStart;

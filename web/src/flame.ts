@@ -19,7 +19,14 @@ export { buildTree, parseCollapsed, ROOT_NAME, type FrameNode } from "./tree.ts"
 
 const ROW = 20;
 const FONT = '12px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
-const MIN_W = 0.4; // frames thinner than this (CSS px) are not drawn at all
+// Frames thinner than MIN_W (CSS px) are not drawn one by one: a parent's
+// thin children make one grey block (if at least MIN_TAIL wide). Half the
+// frames of a 20,000-node tree's root view are under 1 px (thin, antialiased
+// slivers nobody can point at); drawing them one by one doubled a zoom's
+// layout and paint.
+const MIN_W = 1;
+const MIN_TAIL = 0.4;
+const TAIL_FILL = "#c9ced6";
 // Browsers refuse very tall canvases; runaway recursion is cut off here (zoom in to see deeper).
 const MAX_ROWS = 400;
 const SEARCH_FILL = "hsl(280 65% 68%)";
@@ -291,7 +298,7 @@ export class FlameGraph<N extends FrameNode = FrameNode> {
     if (this.width <= 0) return;
     const t0 = performance.now();
     const v = this.vis;
-    v.layout(this.flat, this.focusIdx, this.width, MIN_W, MAX_ROWS);
+    v.layout(this.flat, this.focusIdx, this.width, MIN_W, MAX_ROWS, MIN_TAIL);
     this.height = (v.nrows || 1) * ROW;
     this.ctx = fitCanvas(this.canvas, this.width, this.height);
     this.hover = -1;
@@ -414,6 +421,15 @@ export class FlameGraph<N extends FrameNode = FrameNode> {
         const k = items[j];
         const w = ws[k];
         ctx.rect(xs[k], (flip >= 0 ? flip - rows[k] : rows[k]) * ROW, w > 3 ? w - 1 : w > 0.5 ? w : 0.5, ROW - 1);
+      }
+      ctx.fill();
+    }
+    if (v.tails) {
+      ctx.fillStyle = TAIL_FILL;
+      ctx.beginPath();
+      for (let t = 0; t < v.tails; t++) {
+        const w = v.tailW[t];
+        ctx.rect(v.tailX[t], (flip >= 0 ? flip - v.tailRow[t] : v.tailRow[t]) * ROW, w > 3 ? w - 1 : w > 0.5 ? w : 0.5, ROW - 1);
       }
       ctx.fill();
     }

@@ -1,32 +1,45 @@
 // Unit tests for the flame graph's flat layout (src/flame-layout.ts): every
 // zoom of random trees against a plain recursive layout (what the graph drew
-// before the tree was flattened), sorted and unsorted children alike.
+// before the tree was flattened, plus the blocks of thin children), sorted
+// and unsorted children alike.
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { FlatTree, Visible } from "../.test-build/flame-layout.js";
 import { buildTree, makeNode } from "../.test-build/tree.js";
 
-/** The reference: depth-first from the focus, each child at its parent's x plus its earlier siblings' widths. */
-function naive(root, focus, W, minW, maxRows) {
+/**
+ * The reference: depth-first from the focus, each child at its parent's x
+ * plus its earlier siblings' widths; where children are sorted, the thin ones
+ * (all after the first thin one) make one tail block.
+ */
+function naive(root, focus, W, minW, maxRows, minTail) {
   const out = [];
+  const tails = [];
   const path = [];
   for (let n = focus; n; n = n.parent) path.unshift(n);
   path.forEach((n, i) => out.push({ node: n, x: 0, w: W, row: i }));
   const scale = focus.total > 0 ? W / focus.total : 0;
   const walk = (n, x) => {
     let cx = x;
+    const sorted = n.children.every((c, i) => i === 0 || c.total <= n.children[i - 1].total);
+    let tail = null;
     for (const c of n.children) {
       const w = c.total * scale;
-      if (w >= minW && c.depth - focus.depth < maxRows) {
+      if (c.depth - focus.depth >= maxRows) break;
+      if (sorted && (tail || w < minW)) {
+        tail ??= { x: cx, w: 0, row: c.depth };
+        tail.w += w;
+      } else if (w >= minW) {
         out.push({ node: c, x: cx, w, row: c.depth });
         walk(c, cx);
       }
       cx += w;
     }
+    if (tail && tail.w >= minTail) tails.push(tail);
   };
   walk(focus, 0);
-  return out;
+  return { out, tails };
 }
 
 function rng(seed) {
@@ -65,12 +78,12 @@ function allNodes(root) {
   return out;
 }
 
-function check(root, W, minW, maxRows) {
+function check(root, W, minW, maxRows, minTail = Infinity) {
   const flat = new FlatTree(root);
   const v = new Visible();
   for (const focus of allNodes(root)) {
-    v.layout(flat, flat.indexOf(focus), W, minW, maxRows);
-    const want = naive(root, focus, W, minW, maxRows);
+    v.layout(flat, flat.indexOf(focus), W, minW, maxRows, minTail);
+    const { out: want, tails } = naive(root, focus, W, minW, maxRows, minTail);
     const got = [];
     for (let k = 0; k < v.n; k++) got.push({ node: flat.nodes[v.idx[k]], x: v.x[k], w: v.w[k], row: v.row[k] });
     const key = (a) => `${a.row}:${a.x.toFixed(6)}`;
@@ -83,7 +96,16 @@ function check(root, W, minW, maxRows) {
       assert.equal(g[i].row, w[i].row);
       assert.ok(Math.abs(g[i].x - w[i].x) < 1e-6 && Math.abs(g[i].w - w[i].w) < 1e-9, `x/w of ${g[i].node.name}`);
     }
-    assert.equal(v.nrows, Math.max(...want.map((a) => a.row)) + 1);
+    const gotTails = [];
+    for (let t = 0; t < v.tails; t++) gotTails.push({ x: v.tailX[t], w: v.tailW[t], row: v.tailRow[t] });
+    const gt = sortBy(gotTails);
+    const wt = sortBy(tails);
+    assert.equal(gt.length, wt.length, `tail blocks when zoomed on ${focus.name}`);
+    for (let i = 0; i < gt.length; i++) {
+      assert.equal(gt[i].row, wt[i].row);
+      assert.ok(Math.abs(gt[i].x - wt[i].x) < 1e-6 && Math.abs(gt[i].w - wt[i].w) < 1e-6, "tail x/w");
+    }
+    assert.equal(v.nrows, Math.max(...want.map((a) => a.row), ...tails.map((a) => a.row)) + 1);
     // Rows list their frames left to right, and hit-testing finds each frame at its middle.
     for (let r = 0; r < v.nrows; r++) {
       for (let j = v.rowStart[r]; j < v.rowStart[r + 1]; j++) {
@@ -103,6 +125,12 @@ test("flat layout draws what the recursive layout drew, at every zoom (sorted ch
 
 test("flat layout with unsorted children (a thin child does not end its siblings)", () => {
   for (const seed of [4, 5]) check(randomTree(rng(seed), false), 1000, 0.4, 400);
+});
+
+test("flat layout with tail blocks for thin children (what the graph draws)", () => {
+  for (const seed of [7, 8, 9]) check(randomTree(rng(seed), true), 1000, 1, 400, 0.4);
+  check(randomTree(rng(10), false), 1000, 1, 400, 0.4);
+  check(randomTree(rng(11), true), 300, 3, 4, 0.4);
 });
 
 test("flat layout cuts rows more than maxRows below the focus", () => {
