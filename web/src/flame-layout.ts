@@ -26,7 +26,6 @@ export class FlatTree<N extends FrameNode = FrameNode> {
    * then the first child too thin to draw ends the scan of its siblings.
    */
   readonly sortedKids: Uint8Array;
-  private readonly index = new Map<FrameNode, number>();
 
   constructor(root: N) {
     const nodes: N[] = [];
@@ -57,7 +56,6 @@ export class FlatTree<N extends FrameNode = FrameNode> {
     const next = (this.kidsEnd = new Float64Array(len));
     for (let i = 0; i < len; i++) {
       const n = nodes[i];
-      this.index.set(n, i);
       total[i] = n.total;
       const p = parent[i];
       if (p >= 0) {
@@ -80,9 +78,29 @@ export class FlatTree<N extends FrameNode = FrameNode> {
     return this.nodes.length;
   }
 
-  /** The node's index, -1 if it is not in this tree. */
+  /**
+   * The node's index, -1 if it is not in this tree. Found down its path from
+   * the root, stepping over earlier siblings' subtrees (a node-to-index map
+   * cost more to build with every new tree than all the zooms' look-ups).
+   */
   indexOf(n: FrameNode): number {
-    return this.index.get(n) ?? -1;
+    const path: FrameNode[] = [];
+    for (let c: FrameNode | null = n; c; c = c.parent) path.push(c);
+    if (path[path.length - 1] !== this.nodes[0]) return -1;
+    let i = 0;
+    for (let d = path.length - 2; d >= 0; d--) {
+      const want = path[d];
+      const kids = path[d + 1].children;
+      let c = i + 1;
+      let j = 0;
+      while (j < kids.length && kids[j] !== want) {
+        c = this.end[c];
+        j++;
+      }
+      if (j === kids.length) return -1;
+      i = c;
+    }
+    return i;
   }
 }
 
