@@ -12,8 +12,12 @@
 // records per redraw: the click handler's synchronous time (what blocks the
 // frame: hit test, layout, paint, hover), the graph's own layout + paint
 // (data-draw-ms) and the DOM mirror written after it (data-mirror-ms).
+// With --trace-cpu the zooms run under a Chrome trace, which adds per redraw
+// the click handler's main-thread CPU time (the click's EventDispatch tdur):
+// on a shared machine the wall time also counts the time the renderer was
+// not running at all.
 //
-//   node bench/browser_bench.mjs --base URL --run ID [--opens N] [--zooms Z]
+//   node bench/browser_bench.mjs --base URL --run ID [--opens N] [--zooms Z] [--trace-cpu 1]
 //
 // Prints one JSON object on stdout. Needs web/node_modules (npm ci in web/)
 // and Debian's /usr/bin/chromium (CHROMIUM overrides).
@@ -45,6 +49,7 @@ if (!args.base || !args.run) {
 const base = args.base.replace(/\/+$/, "");
 const opens = Number(args.opens ?? 3);
 const zooms = Number(args.zooms ?? 60);
+const traceCpu = Boolean(Number(args["trace-cpu"] ?? 0));
 const TIMEOUT = Number(process.env.BENCH_TIMEOUT_MS ?? 120000);
 
 // Runs in the page before its own scripts.
@@ -78,7 +83,7 @@ async function openOnce(browser, zoom) {
       const c = document.querySelector('[data-testid="flame-graph"]');
       return { flame_ms: window.__bench.flame, table_ms: window.__bench.table, api, frames: Number(c.dataset.frames), first_layout_ms: Number(c.dataset.drawMs) };
     });
-    if (zoom) r.zoom = await zoomMany(page);
+    if (zoom) r.zoom = await zoomMany(browser, page);
     if (errors.length) r.errors = errors;
     return r;
   } finally {
@@ -86,10 +91,11 @@ async function openOnce(browser, zoom) {
   }
 }
 
-async function zoomMany(page) {
+async function zoomMany(browser, page) {
   await page.waitForFunction(() => document.querySelector('[data-testid="flame-graph"]')?.hasAttribute("data-zoom"));
   await page.locator('[data-testid="flame-graph"]').scrollIntoViewIfNeeded();
-  return page.evaluate(async (n) => {
+  if (traceCpu) await browser.startTracing(page, { categories: ["devtools.timeline", "blink.user_timing"] });
+  const out = await page.evaluate(async (n) => {
     const c = document.querySelector('[data-testid="flame-graph"]');
     const tick = () => new Promise((r) => setTimeout(r, 0));
     const frame = () => new Promise((r) => requestAnimationFrame(() => r()));
@@ -97,9 +103,12 @@ async function zoomMany(page) {
       const b = c.getBoundingClientRect();
       const o = { clientX: b.left + x, clientY: b.top + y, bubbles: true };
       c.dispatchEvent(new MouseEvent("mousemove", o));
+      performance.mark(`bench-click-${out.length}`);
       const t0 = performance.now();
       c.dispatchEvent(new MouseEvent("click", o));
-      return performance.now() - t0;
+      const dt = performance.now() - t0;
+      performance.mark(`bench-click-end-${out.length}`);
+      return dt;
     };
     const out = [];
     let depth = 0;
@@ -125,6 +134,19 @@ async function zoomMany(page) {
     }
     return out;
   }, zooms);
+  if (traceCpu) {
+    const events = JSON.parse((await browser.stopTracing()).toString()).traceEvents;
+    const marks = new Map();
+    for (const e of events) if (e.cat?.includes("blink.user_timing") && e.name.startsWith("bench-click")) marks.set(e.name, e.ts);
+    const clicks = events.filter((e) => e.ph === "X" && e.name === "EventDispatch" && e.args?.data?.type === "click");
+    out.forEach((z, i) => {
+      const t0 = marks.get(`bench-click-${i}`);
+      const t1 = marks.get(`bench-click-end-${i}`);
+      const ev = clicks.find((e) => e.ts >= t0 && e.ts <= t1);
+      z.handler_cpu_ms = ev && ev.tdur !== undefined ? ev.tdur / 1000 : null;
+    });
+  }
+  return out;
 }
 
 const browser = await chromium.launch({

@@ -3,7 +3,7 @@
 and warm, and the flame graph's zoom redraws, in headless Chromium.
 
   browser_bench.py [--samples N] [--depth D] [--paths K] [--repeat R]
-                   [--warm W] [--zooms Z] [--profile FILE] [--web DIR]
+                   [--warm W] [--zooms Z] [--profile FILE] [--web DIR] [--trace-cpu]
 
 Writes (once; cached in $VMPV_BENCH_CACHE, default /tmp/vmpv-bench-cache) a
 profile with bench/make_profile.py, stores it in a release vmpv-server
@@ -89,12 +89,12 @@ def get_json(url: str) -> dict:
         return json.load(r)
 
 
-def browser(url: str, run: str, opens: int, zooms: int) -> dict:
+def browser(url: str, run: str, opens: int, zooms: int, trace_cpu: bool) -> dict:
     node = shutil.which("node")
     if not node:
         raise BenchError("node is not installed")
     res = subprocess.run([node, str(ROOT / "bench" / "browser_bench.mjs"), "--base", url, "--run", run,
-                          "--opens", str(opens), "--zooms", str(zooms)],
+                          "--opens", str(opens), "--zooms", str(zooms), "--trace-cpu", "1" if trace_cpu else "0"],
                          capture_output=True, text=True, timeout=1800, cwd=ROOT / "web")
     if res.returncode != 0:
         raise BenchError(f"browser_bench.mjs failed:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
@@ -138,16 +138,20 @@ def report(reps: list, info: dict, nodes: int) -> None:
     if zs:
         rows = []
         for key, label in (("handler_ms", "click handler (hit test, layout, paint, hover)"),
+                           ("handler_cpu_ms", "click handler, main-thread CPU (trace)"),
                            ("draw_ms", "layout + paint (data-draw-ms)"),
                            ("mirror_ms", "DOM mirror, after the frame")):
-            xs = [z[key] for z in zs]
-            per_rep = [median([z[key] for z in rep["opens"][-1]["zoom"]]) for rep in reps]
-            rows.append([label, len(xs), fmt(median(xs)), fmt(percentile(xs, 90)), fmt(max(xs)),
-                         " ".join(fmt(v) for v in per_rep)])
+            xs = [z[key] for z in zs if z.get(key) is not None]
+            if not xs:
+                continue
+            per_rep = [median([z[key] for z in rep["opens"][-1]["zoom"] if z.get(key) is not None] or [float("nan")])
+                       for rep in reps]
+            rows.append([label, len(xs), fmt(median(xs)), fmt(percentile(xs, 90)), fmt(percentile(xs, 99)),
+                         fmt(max(xs)), sum(x >= 16 for x in xs), " ".join(fmt(v) for v in per_rep)])
         print()
         print(f"zoom redraws ({len(zs)}; frames drawn per redraw: median {median([z['frames'] for z in zs]):.0f}, "
               f"max {max(z['frames'] for z in zs)})")
-        print(table(["ms per redraw", "n", "median", "p90", "max", "medians per repetition"], rows))
+        print(table(["ms per redraw", "n", "median", "p90", "p99", "max", ">= 16 ms", "medians per repetition"], rows))
 
 
 def main() -> int:
@@ -164,6 +168,9 @@ def main() -> int:
     ap.add_argument("--web", action="append", metavar="[LABEL=]DIR",
                     help="built web UI the server serves (default web/dist); give several to compare "
                          "UIs: each repetition then runs each of them, in turn, on a freshly started server")
+    ap.add_argument("--trace-cpu", action="store_true",
+                    help="zoom under a Chrome trace and report the click handler's main-thread CPU time too "
+                         "(wall times on a busy machine include time the renderer was not running)")
     ap.add_argument("--keep", action="store_true", help="keep the server's data directory")
     ap.add_argument("--json", metavar="FILE", help="also write every measurement to FILE")
     args = ap.parse_args()
@@ -199,7 +206,7 @@ def main() -> int:
                 server.stop()
                 server = start_daemon("vmpv-server", srv_args(web), tmp / "server-run")
                 url = server_url(server)
-                res = browser(url, run, 1 + args.warm, args.zooms)
+                res = browser(url, run, 1 + args.warm, args.zooms, args.trace_cpu)
                 reps[label].append(res)
                 o = res["opens"]
                 warm_ms = ", ".join(f"{x['flame_ms']:.0f}" for x in o[1:])

@@ -87,6 +87,8 @@ export async function renderCompare(root: HTMLElement, a: string, b: string): Pr
       { class: "legend" },
       el("span", { class: "swatch swatch-diff" }),
       "colour: change of the frame's share of samples — blue shrank, red grew; width: its share in A and B together",
+      el("span", { class: "swatch swatch-thin" }),
+      "calls under 1 px wide, together",
     ),
   );
   let flame: FlameGraph<DiffNode> | null = null;

@@ -253,6 +253,8 @@ function build(t: TreePart) {
       { class: "legend" },
       el("span", { class: "swatch swatch-heat" }),
       "colour: share of samples spent in the function itself (cool → hot)",
+      el("span", { class: "swatch swatch-thin" }),
+      "calls under 1 px wide, together",
       el("span", { class: "hint" }, "Click: zoom · Shift+click or S: sandwich · Esc: reset"),
     ),
   );

@@ -158,6 +158,8 @@ function build(g0: Growth) {
       { class: "legend" },
       el("span", { class: "swatch swatch-heat" }),
       "width: RSS growth charged to the code that ran (each sample gets the RSS change since the previous one); colour: its own share",
+      el("span", { class: "swatch swatch-thin" }),
+      "calls under 1 px wide, together",
     ),
   );
 
