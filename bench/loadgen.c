@@ -218,9 +218,58 @@ static void send_now(sim *s)
     nng_ctx_send(s->ctx, s->aio);
 }
 
-/* Paced sends wait on an nng timer, never in a callback thread, so waiting
- * agents do not delay the acknowledgements of the others. */
 static int agent_count = 1;
+
+/* Paced sends wait in one pacer thread, never in a callback thread, so
+ * waiting agents do not delay the acknowledgements of the others. (A
+ * sleeping nng aio per agent kept nng's timer thread busy: half a core at
+ * 650 sends a second, taken from the relay being measured.) */
+static pthread_mutex_t pace_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pace_cv;
+static sim **pace_sims; /* agents waiting for their slot, at most one entry each */
+static uint64_t *pace_due;
+static size_t pace_n;
+static int pace_quit;
+
+static void pace(sim *s, uint64_t due_ns)
+{
+    pthread_mutex_lock(&pace_mu);
+    pace_sims[pace_n] = s;
+    pace_due[pace_n++] = due_ns;
+    pthread_cond_signal(&pace_cv);
+    pthread_mutex_unlock(&pace_mu);
+}
+
+static void *pacer_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&pace_mu);
+    while (!pace_quit) {
+        if (pace_n == 0) {
+            pthread_cond_wait(&pace_cv, &pace_mu);
+            continue;
+        }
+        size_t first = 0;
+        for (size_t i = 1; i < pace_n; i++) {
+            if (pace_due[i] < pace_due[first])
+                first = i;
+        }
+        uint64_t due = pace_due[first];
+        if (due > now_ns()) {
+            struct timespec until = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+            pthread_cond_timedwait(&pace_cv, &pace_mu, &until);
+            continue;
+        }
+        sim *s = pace_sims[first];
+        pace_sims[first] = pace_sims[--pace_n];
+        pace_due[first] = pace_due[pace_n];
+        pthread_mutex_unlock(&pace_mu);
+        send_now(s);
+        pthread_mutex_lock(&pace_mu);
+    }
+    pthread_mutex_unlock(&pace_mu);
+    return NULL;
+}
 
 static void send_next(sim *s)
 {
@@ -231,9 +280,8 @@ static void send_next(sim *s)
         double batch_rate = rate_limit * (double)the_plan.count / (double)the_plan.samples;
         double due = ((double)s->sent * agent_count + s->agent) / batch_rate;
         double elapsed = (double)(now_ns() - start_ns) / 1e9;
-        if (due > elapsed + 0.001) {
-            s->sleeping = 1;
-            nng_sleep_aio((nng_duration)((due - elapsed) * 1000), s->aio);
+        if (due > elapsed + 0.0002) {
+            pace(s, start_ns + (uint64_t)(due * 1e9));
             return;
         }
     }
@@ -471,6 +519,17 @@ int main(int argc, char **argv)
     }
     atomic_store(&agents_left, agents);
     agent_count = agents;
+    pthread_t pacer;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* now_ns's clock */
+    pthread_cond_init(&pace_cv, &ca);
+    pace_sims = calloc((size_t)agents, sizeof(*pace_sims));
+    pace_due = calloc((size_t)agents, sizeof(*pace_due));
+    if (!pace_sims || !pace_due || pthread_create(&pacer, NULL, pacer_main, NULL) != 0) {
+        fprintf(stderr, "loadgen: cannot start the pacer\n");
+        return 1;
+    }
     start_ns = now_ns();
     for (int i = 0; i < agents; i++)
         send_next(&sims[i]);
@@ -479,6 +538,13 @@ int main(int argc, char **argv)
         pthread_cond_wait(&done_cv, &done_mu);
     pthread_mutex_unlock(&done_mu);
     double secs = (double)(now_ns() - start_ns) / 1e9;
+    pthread_mutex_lock(&pace_mu);
+    pace_quit = 1;
+    pthread_cond_signal(&pace_cv);
+    pthread_mutex_unlock(&pace_mu);
+    pthread_join(pacer, NULL);
+    free(pace_sims);
+    free(pace_due);
     uint64_t n = atomic_load(&latency_count);
     if (n > latency_cap)
         n = latency_cap;
