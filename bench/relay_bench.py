@@ -4,7 +4,7 @@
      same batches on one thread, nothing else (vmpv-loadgen --spool-limit),
   2. sustained intake from 100 simulated agents over nng, durable before each
      acknowledgement (vmpv-loadgen against a real vmpv-relay),
-  3. acknowledgement latency at half of that load (--rate),
+  3. acknowledgement latency at half of that load (--rate), sustained ~12 s,
   4. relay RSS with 1,000 idle agent connections.
 Repeats 1-3 and prints medians and the intake/limit ratio.
 
@@ -74,7 +74,9 @@ def main() -> None:
             relay.wait()
             relay, url = start_relay(build, tmp / f"h{i}")
             half = intakes[-1] / 2
-            out = subprocess.run([loadgen, "--relay", url, "--profile", str(prof), "--agents", "100", "--runs", "1",
+            # Five runs per agent (~12 s): a sustained half load, so that the
+            # p99 is not just the first second's connection burst.
+            out = subprocess.run([loadgen, "--relay", url, "--profile", str(prof), "--agents", "100", "--runs", "5",
                                   "--rate", str(int(half))], capture_output=True, text=True, check=True).stdout
             half_p99s.append(field(out, "ack_p99_ms"))
             relay.terminate()
