@@ -159,13 +159,20 @@ static int growth_walk(const vps_rundata *rd, vps_db *db, int64_t from, int64_t 
         lo = vps_rd_lower(rd, from);
         hi = to == INT64_MAX ? rd->samples : vps_rd_lower(rd, to + 1);
     }
-    vps_rd_will_need(rd, lo, hi);
+    /* A monotonic clock's window is [lo, hi): the times need not be read
+     * (half the bytes of a whole-run scan). */
+    vps_rd_will_need(rd, lo, hi, !rd->monotonic);
     int rc = vps_rd_check_samples(rd, lo, hi);
     if (rc != VP_OK)
         return rc;
+    if (rd->monotonic) {
+        for (uint64_t i = lo; i < hi; i++)
+            on_growth(g, i, 0, rd->rss_kb[i], rd->node[i]);
+        return VP_OK;
+    }
     for (uint64_t i = lo; i < hi; i++) {
         int64_t t = rd->t_ns[i];
-        if (!rd->monotonic && (t < from || t > to))
+        if (t < from || t > to)
             continue;
         on_growth(g, i, t, rd->rss_kb[i], rd->node[i]);
     }

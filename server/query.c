@@ -1010,7 +1010,7 @@ static int memory_walk(memory_ctx *m, vps_db *db)
          * fault): every sample of small buckets, else the block around
          * each bucket's edge (the rest comes from block summaries). */
         if (end - pos <= (uint64_t)m->nb * 2 * VPS_RD_BLOCK) {
-            vps_rd_will_need(rd, pos, end);
+            vps_rd_will_need(rd, pos, end, 1);
         } else {
             for (uint32_t b = 1; b < m->nb; b++) {
                 set_range(m, b);

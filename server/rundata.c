@@ -592,7 +592,7 @@ int vps_rd_each(const vps_rundata *rd, vps_db *db, int64_t from_ns, int64_t to_n
         lo = bisect(rd->t_ns, rd->samples, from_ns);
         hi = to_ns == INT64_MAX ? rd->samples : bisect(rd->t_ns, rd->samples, to_ns + 1);
     }
-    vps_rd_will_need(rd, lo, hi);
+    vps_rd_will_need(rd, lo, hi, 1);
     int rc = vps_rd_check_samples(rd, lo, hi);
     if (rc != VP_OK)
         return rc;
@@ -639,7 +639,7 @@ int vps_rd_count(const vps_rundata *rd, vps_db *db, int whole, int64_t from_ns, 
             return vps_rd_count_range(rd, lo, hi, counts);
         }
         /* A clock that went backwards: every index was checked at load. */
-        vps_rd_will_need(rd, lo, hi);
+        vps_rd_will_need(rd, lo, hi, 1);
         for (uint64_t i = lo; i < hi; i++) {
             if (rd->t_ns[i] >= from_ns && rd->t_ns[i] <= to_ns) {
                 counts[rd->node[i]]++;
@@ -711,13 +711,14 @@ static void advise(const void *p, size_t n)
     }
 }
 
-void vps_rd_will_need(const vps_rundata *rd, uint64_t lo, uint64_t hi)
+void vps_rd_will_need(const vps_rundata *rd, uint64_t lo, uint64_t hi, int with_time)
 {
     if (!rd->map || lo >= hi)
         return;
     if (hi > rd->samples)
         hi = rd->samples;
-    advise(rd->t_ns + lo, (hi - lo) * sizeof(int64_t));
+    if (with_time)
+        advise(rd->t_ns + lo, (hi - lo) * sizeof(int64_t));
     advise(rd->rss_kb + lo, (hi - lo) * sizeof(uint32_t));
     advise(rd->node + lo, (hi - lo) * sizeof(uint32_t));
 }
@@ -728,7 +729,7 @@ void vps_rd_will_need_at(const vps_rundata *rd, int64_t t_ns)
         return;
     uint64_t k = bisect(rd->bt, (rd->samples + VPS_RD_BLOCK - 1) / VPS_RD_BLOCK, t_ns);
     if (k > 0)
-        vps_rd_will_need(rd, (k - 1) * VPS_RD_BLOCK, k * VPS_RD_BLOCK);
+        vps_rd_will_need(rd, (k - 1) * VPS_RD_BLOCK, k * VPS_RD_BLOCK, 1);
 }
 
 uint32_t vps_rd_lca(const vps_rundata *rd, uint32_t a, uint32_t b)

@@ -193,10 +193,11 @@ static inline int vps_rd_check_summary(const vps_rundata *rd, uint64_t k)
 }
 
 /* vps_rd_will_need says that a query will soon read the per-sample arrays
- * at positions [lo, hi): a rundata mapped from its file starts reading
- * them from disk at once, in one go (its mapping is otherwise read a page
- * at a time: see sum_load). Nothing for a rundata in memory. */
-void vps_rd_will_need(const vps_rundata *rd, uint64_t lo, uint64_t hi);
+ * at positions [lo, hi) (the times too if with_time): a rundata mapped
+ * from its file starts reading them from disk at once, in one go (its
+ * mapping is otherwise read a page at a time: see sum_load). Nothing for a
+ * rundata in memory. */
+void vps_rd_will_need(const vps_rundata *rd, uint64_t lo, uint64_t hi, int with_time);
 
 /* vps_rd_will_need_at: the same for the block a vps_rd_lower(rd, t_ns)
  * searches, for a walk that will read around that position. */
