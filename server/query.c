@@ -17,6 +17,7 @@
 #include "limits.h"
 #include "query_int.h"
 #include "symtab.h"
+#include "u64map.h"
 #include "vp_err.h"
 #include "vp_mem.h"
 
@@ -779,9 +780,7 @@ typedef struct memory_ctx {
     uint32_t ntouched;
     /* hash mode */
     int hashed;
-    uint64_t *hkeys; /* (bucket << 32 | node) + 1 */
-    uint64_t *hvals;
-    size_t hcap, hcount;
+    vps_u64map counts; /* (bucket << 32 | node) + 1 -> samples */
 } memory_ctx;
 
 #define RESTART 1
@@ -833,36 +832,15 @@ static void finish_dense(memory_ctx *m)
 
 static int hash_add(memory_ctx *m, uint32_t bi, uint32_t node)
 {
-    if ((m->hcount + 1) * 2 > m->hcap) {
-        if (m->hcount >= VP_MAX_QUERY_NODES)
-            return VP_ETOOBIG;
-        size_t cap = m->hcap ? m->hcap * 2 : 4096;
-        uint64_t *k = vp_calloc(cap, sizeof(uint64_t)), *v = vp_malloc(cap * sizeof(uint64_t));
-        if (!k || !v) {
-            vp_free(k), vp_free(v);
-            return VP_ENOMEM;
-        }
-        for (size_t i = 0; i < m->hcap; i++) {
-            if (!m->hkeys[i])
-                continue;
-            size_t j = vps_hash64(m->hkeys[i]) & (cap - 1);
-            while (k[j])
-                j = (j + 1) & (cap - 1);
-            k[j] = m->hkeys[i], v[j] = m->hvals[i];
-        }
-        vp_free(m->hkeys), vp_free(m->hvals);
-        m->hkeys = k, m->hvals = v, m->hcap = cap;
-    }
-    uint64_t key = ((uint64_t)bi << 32 | node) + 1;
-    size_t i = vps_hash64(key) & (m->hcap - 1);
-    while (m->hkeys[i] && m->hkeys[i] != key)
-        i = (i + 1) & (m->hcap - 1);
-    if (!m->hkeys[i]) {
-        m->hkeys[i] = key;
-        m->hvals[i] = 0;
-        m->hcount++;
-    }
-    uint64_t k = ++m->hvals[i];
+    uint64_t key = ((uint64_t)bi << 32 | node) + 1, *slot;
+    int added = 0;
+    if (m->counts.count >= VP_MAX_QUERY_NODES)
+        slot = vps_u64map_get(&m->counts, key); /* full: only pairs already seen */
+    else
+        slot = vps_u64map_slot(&m->counts, key, &added);
+    if (!slot)
+        return m->counts.count >= VP_MAX_QUERY_NODES ? VP_ETOOBIG : VP_ENOMEM;
+    uint64_t k = ++*slot;
     bucket *b = &m->b[bi];
     /* Ties go to the lower node, so the answer does not depend on order. */
     if (k > b->freq_n || (k == b->freq_n && node < b->freq)) {
@@ -1221,8 +1199,7 @@ fail:
     vp_free(m.b);
     vp_free(m.cnt);
     vp_free(m.touched);
-    vp_free(m.hkeys);
-    vp_free(m.hvals);
+    vps_u64map_fini(&m.counts);
     vp_free(ids.keys);
     vp_free(ids.vals);
     vps_run_fini(&run);

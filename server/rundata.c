@@ -35,15 +35,14 @@
 #include "vp_log.h"
 #include "vp_mem.h"
 #include "metrics.h"
+#include "u64map.h"
 
 /* ---- building the trie ---- */
 
 typedef struct builder {
     vps_rundata *rd;
     uint32_t nodes_cap;
-    uint64_t *ckeys; /* child map: (parent << 32 | func) + 1 -> node */
-    uint32_t *cvals;
-    size_t ccap, ccount;
+    vps_u64map children; /* (parent << 32 | func) + 1 -> node */
     uint32_t *fstamp; /* per function: the last insertion that saw it */
     size_t fstamp_cap;
     uint32_t stamp;
@@ -51,31 +50,6 @@ typedef struct builder {
     uint32_t path_cap;
     uint64_t counted;
 } builder;
-
-static int child_grow(builder *b)
-{
-    size_t cap = b->ccap ? b->ccap * 2 : 4096;
-    uint64_t *keys = vp_calloc(cap, sizeof(uint64_t));
-    uint32_t *vals = vp_malloc(cap * sizeof(uint32_t));
-    if (!keys || !vals) {
-        vp_free(keys);
-        vp_free(vals);
-        return VP_ENOMEM;
-    }
-    for (size_t i = 0; i < b->ccap; i++) {
-        if (!b->ckeys[i])
-            continue;
-        size_t j = vps_hash64(b->ckeys[i]) & (cap - 1);
-        while (keys[j])
-            j = (j + 1) & (cap - 1);
-        keys[j] = b->ckeys[i];
-        vals[j] = b->cvals[i];
-    }
-    vp_free(b->ckeys);
-    vp_free(b->cvals);
-    b->ckeys = keys, b->cvals = vals, b->ccap = cap;
-    return VP_OK;
-}
 
 static int add_node(builder *b, uint32_t parent, uint32_t func, uint32_t first, uint32_t *out)
 {
@@ -105,24 +79,19 @@ static int add_node(builder *b, uint32_t parent, uint32_t func, uint32_t first, 
 /* child returns the node for func under parent, making it if needed. */
 static int child(builder *b, uint32_t parent, uint32_t func, uint32_t first, uint32_t *out)
 {
-    if ((b->ccount + 1) * 2 > b->ccap && child_grow(b) != VP_OK)
+    int added;
+    uint64_t *node = vps_u64map_slot(&b->children, ((uint64_t)parent << 32 | func) + 1, &added);
+    if (!node)
         return VP_ENOMEM;
-    uint64_t key = ((uint64_t)parent << 32 | func) + 1;
-    size_t mask = b->ccap - 1, i = vps_hash64(key) & mask;
-    while (b->ckeys[i]) {
-        if (b->ckeys[i] == key) {
-            *out = b->cvals[i];
-            return VP_OK;
-        }
-        i = (i + 1) & mask;
+    if (!added) {
+        *out = (uint32_t)*node;
+        return VP_OK;
     }
+    /* A failure here ends the build, and the map with it. */
     int rc = add_node(b, parent, func, first, out);
-    if (rc != VP_OK)
-        return rc;
-    b->ckeys[i] = key;
-    b->cvals[i] = *out;
-    b->ccount++;
-    return VP_OK;
+    if (rc == VP_OK)
+        *node = *out;
+    return rc;
 }
 
 static int smap_grow(vps_rundata *rd)
@@ -304,8 +273,7 @@ static int rd_start(vps_db *db, const vps_run *run, builder *b, vps_rundata **ou
 
 static void builder_fini(builder *b)
 {
-    vp_free(b->ckeys);
-    vp_free(b->cvals);
+    vps_u64map_fini(&b->children);
     vp_free(b->fstamp);
     vp_free(b->path);
 }

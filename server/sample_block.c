@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "symtab.h"
 #include "vp_err.h"
 #include "vp_log.h"
 #include "vp_mem.h"
@@ -62,36 +61,8 @@ int vps_block_add(vps_block_pend *p, const char *store, int64_t rid, const vps_s
 
 void vps_block_counts_reset(vps_block_counts *c)
 {
-    if (c->cap)
-        memset(c->keys, 0, c->cap * sizeof(uint64_t));
-    c->used = 0;
+    vps_u64map_clear(&c->ids);
     c->minus1 = 0;
-}
-
-/* grow doubles the map, rehashing what it holds. */
-static int grow(vps_block_counts *c)
-{
-    size_t cap = c->cap ? c->cap * 2 : 1024;
-    uint64_t *keys = vp_calloc(cap, sizeof(uint64_t));
-    uint64_t *vals = vp_malloc(cap * sizeof(uint64_t));
-    if (!keys || !vals) {
-        vp_free(keys);
-        vp_free(vals);
-        return VP_ENOMEM;
-    }
-    for (size_t i = 0; i < c->cap; i++) {
-        if (!c->keys[i])
-            continue;
-        size_t j = vps_hash64(c->keys[i]) & (cap - 1);
-        while (keys[j])
-            j = (j + 1) & (cap - 1);
-        keys[j] = c->keys[i];
-        vals[j] = c->vals[i];
-    }
-    vp_free(c->keys);
-    vp_free(c->vals);
-    c->keys = keys, c->vals = vals, c->cap = cap;
-    return VP_OK;
 }
 
 int vps_block_counts_add(vps_block_counts *c, const uint8_t *data, uint32_t n)
@@ -102,21 +73,11 @@ int vps_block_counts_add(vps_block_counts *c, const uint8_t *data, uint32_t n)
             c->minus1++;
             continue;
         }
-        if ((c->used + 1) * 2 > c->cap) {
-            int rc = grow(c);
-            if (rc != VP_OK)
-                return rc;
-        }
-        uint64_t key = (uint64_t)id + 1;
-        size_t mask = c->cap - 1, i = vps_hash64(key) & mask;
-        while (c->keys[i] && c->keys[i] != key)
-            i = (i + 1) & mask;
-        if (!c->keys[i]) {
-            c->keys[i] = key;
-            c->vals[i] = 0;
-            c->used++;
-        }
-        c->vals[i]++;
+        int added;
+        uint64_t *count = vps_u64map_slot(&c->ids, (uint64_t)id + 1, &added);
+        if (!count)
+            return VP_ENOMEM;
+        ++*count;
     }
     return VP_OK;
 }
@@ -129,13 +90,14 @@ static int cmp_tally(const void *a, const void *b)
 
 int vps_block_counts_list(const vps_block_counts *c, vps_stack_tally **list, size_t *n)
 {
-    vps_stack_tally *out = vp_malloc((c->used + 1) * sizeof(*out));
+    const vps_u64map *m = &c->ids;
+    vps_stack_tally *out = vp_malloc((m->count + 1) * sizeof(*out));
     size_t k = 0;
     if (!out)
         return VP_ENOMEM;
-    for (size_t i = 0; i < c->cap; i++) {
-        if (c->keys[i])
-            out[k++] = (vps_stack_tally){(int64_t)(c->keys[i] - 1), c->vals[i]};
+    for (size_t i = 0; i < m->cap; i++) {
+        if (m->keys[i])
+            out[k++] = (vps_stack_tally){(int64_t)(m->keys[i] - 1), m->vals[i]};
     }
     if (c->minus1)
         out[k++] = (vps_stack_tally){-1, c->minus1};
@@ -147,7 +109,6 @@ int vps_block_counts_list(const vps_block_counts *c, vps_stack_tally **list, siz
 
 void vps_block_counts_fini(vps_block_counts *c)
 {
-    vp_free(c->keys);
-    vp_free(c->vals);
-    memset(c, 0, sizeof(*c));
+    vps_u64map_fini(&c->ids);
+    c->minus1 = 0;
 }

@@ -19,6 +19,7 @@
 #ifndef VPS_SAMPLE_BLOCK_H
 #define VPS_SAMPLE_BLOCK_H
 
+#include "u64map.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -101,13 +102,10 @@ static inline int vps_block_other_run(const vps_block_pend *p, int64_t rid)
  * VP_STORE_BLOCK_SAMPLES. */
 int vps_block_add(vps_block_pend *p, const char *store, int64_t rid, const vps_sample_row *row);
 
-/* Samples per stack id, counted from blocks (each_stack_count): an
- * open-addressing map kept at most half full. A store keeps one per
- * connection so its memory is reused; zeroed is empty. */
+/* Samples per stack id, counted from blocks (each_stack_count). A store
+ * keeps one per connection so its memory is reused; zeroed is empty. */
 typedef struct vps_block_counts {
-    uint64_t *keys; /* stack id + 1; 0 = an empty slot */
-    uint64_t *vals;
-    size_t cap, used;
+    vps_u64map ids;  /* stack id + 1 -> samples */
     uint64_t minus1; /* samples of stack id -1, whose key would be 0 */
 } vps_block_counts;
 
