@@ -152,6 +152,22 @@ class Stack:
             self._owned_tmp.cleanup()
         return codes
 
+    # `with start_stack(...) as stack:` stops the daemons on the way out and,
+    # unless the block is already failing, raises if one did not stop cleanly.
+    def __enter__(self) -> "Stack":
+        return self
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        codes = self.stop()
+        if kind is None:
+            stopped_cleanly(codes)
+
+
+def stopped_cleanly(codes: Dict[str, int]) -> None:
+    """BenchError if a daemon's exit status (Stack.stop) was not 0."""
+    if any(codes.values()):
+        raise BenchError(f"a daemon did not stop cleanly: {codes}")
+
 
 def start_stack(with_server: bool = False, agent_args: Sequence[str] = (),
                 relay_args: Sequence[str] = (), tmp: Optional[Path] = None) -> Stack:

@@ -140,26 +140,23 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="vmpv-bench-latency-") as tmpname:
         tmp = Path(tmpname)
-        stack = c.start_stack(tmp=tmp / "stack")
-        watch = SpoolWatch(stack.spool_db)
-        try:
-            one_run(stack, watch, writer, 1000, modes[0], 0.1, tmp)  # warm-up, not counted
-            for rep in range(args.repeat):
-                for mode in (modes if rep % 2 == 0 else modes[::-1]):
-                    r = one_run(stack, watch, writer, args.samples, mode, args.write_seconds, tmp)
-                    results.append(r)
-                    if r["early"]:
-                        print(f"rep {rep + 1} {mode:8s}: the agent closed the run on the TRAILER before `end` "
-                              f"(not counted)", flush=True)
-                        continue
-                    print(f"rep {rep + 1} {mode:8s}: end reply {r['reply'] * 1000:7.1f} ms, CLOSE queued by the "
-                          f"agent {r['agent'] * 1000:7.1f} ms, CLOSE at the relay {r['relay'] * 1000:7.1f} ms",
-                          flush=True)
-        finally:
-            watch.close()
-            codes = stack.stop()
-        if any(codes.values()):
-            raise c.BenchError(f"a daemon did not stop cleanly: {codes}")
+        with c.start_stack(tmp=tmp / "stack") as stack:
+            watch = SpoolWatch(stack.spool_db)
+            try:
+                one_run(stack, watch, writer, 1000, modes[0], 0.1, tmp)  # warm-up, not counted
+                for rep in range(args.repeat):
+                    for mode in (modes if rep % 2 == 0 else modes[::-1]):
+                        r = one_run(stack, watch, writer, args.samples, mode, args.write_seconds, tmp)
+                        results.append(r)
+                        if r["early"]:
+                            print(f"rep {rep + 1} {mode:8s}: the agent closed the run on the TRAILER before `end` "
+                                  f"(not counted)", flush=True)
+                            continue
+                        print(f"rep {rep + 1} {mode:8s}: end reply {r['reply'] * 1000:7.1f} ms, CLOSE queued by the "
+                              f"agent {r['agent'] * 1000:7.1f} ms, CLOSE at the relay {r['relay'] * 1000:7.1f} ms",
+                              flush=True)
+            finally:
+                watch.close()
 
     print()
     print(f"latency.py: {args.samples} samples ({results[0]['bytes']} bytes), {args.repeat} runs per mode, "

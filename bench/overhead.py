@@ -218,11 +218,10 @@ def main() -> int:
                                capture_output=True, text=True, check=True).stdout.strip())
     with tempfile.TemporaryDirectory(prefix="vmpv-bench-overhead-") as tmpname:
         tmp = Path(tmpname)
-        stack = c.start_stack(tmp=tmp / "stack")
-        env = c.client_env(stack, tmp)
         results = []
         t_start = time.monotonic()
-        try:
+        with c.start_stack(tmp=tmp / "stack") as stack:
+            env = c.client_env(stack, tmp)
             print(f"{units} work units per run (~{seconds} s), {repeat} repetitions, periods {periods}, "
                   f"seed {seed}", flush=True)
             for v in VARIANTS:  # warm-up (page cache, the agent's first session); not counted
@@ -235,10 +234,6 @@ def main() -> int:
                         results.append(r)
                 done = time.monotonic() - t_start
                 print(f"repetition {rep + 1}/{repeat} done ({done:.0f} s)", flush=True)
-        finally:
-            codes = stack.stop()
-        if any(codes.values()):
-            raise c.BenchError(f"a daemon did not stop cleanly: {codes}")
 
     if args.json:
         with open(args.json, "w") as f:

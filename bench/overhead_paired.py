@@ -133,15 +133,10 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory(prefix="vmpv-bench-paired-") as tmpname:
         tmp = Path(tmpname)
-        stack = c.start_stack(tmp=tmp / "stack")
-        env = c.client_env(stack, tmp)
-        try:
+        with c.start_stack(tmp=tmp / "stack") as stack:
+            env = c.client_env(stack, tmp)
             for period in c.shuffled(periods, rng):
                 results[period] = run_period(period, units, args.rounds, rng, tmp, env, crashes)
-        finally:
-            codes = stack.stop()
-        if any(codes.values()):
-            raise c.BenchError(f"a daemon did not stop cleanly: {codes}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"units": units, "seconds": args.seconds, "seed": seed, "machine": c.machine(),
