@@ -48,6 +48,16 @@ def finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
     return out.strip().splitlines()[-1], err
 
 
+def arrives_whole(pipeline: Pipeline, run_id: str) -> dict:
+    """Waits until run_id is complete at the server and checks it against
+    vmprof's own reading of the profile file the client wrote; returns
+    that reading."""
+    run = wait_for_run(pipeline.server_url, run_id, timeout=60)
+    assert run["status"] == "complete", run
+    profile = Path(pipeline.env()["VMPV_SPOOL_DIR"]) / f"{run_id}.prof"
+    return assert_run_matches_vmprof(pipeline.server_url, run_id, profile)
+
+
 def test_agent_killed_mid_run_resumes_and_loses_nothing(pipeline: Pipeline) -> None:
     proc = start_workload(pipeline, 4.0)
     assert proc.stdout is not None
@@ -56,11 +66,8 @@ def test_agent_killed_mid_run_resumes_and_loses_nothing(pipeline: Pipeline) -> N
     pipeline.restart_agent()  # SIGKILL, then the same flags and data directory
     run_id, err = finish(proc)
     assert len(run_id) == 32
-    run = wait_for_run(pipeline.server_url, run_id, timeout=60)
-    # The trailer vmprof wrote at disable() was read by the new agent.
-    assert run["status"] == "complete", run
-    profile = Path(pipeline.env()["VMPV_SPOOL_DIR"]) / f"{run_id}.prof"
-    truth = assert_run_matches_vmprof(pipeline.server_url, run_id, profile)
+    # Complete: the trailer vmprof wrote at disable() was read by the new agent.
+    truth = arrives_whole(pipeline, run_id)
     assert truth["samples"] > 100
     m = agent_metrics(pipeline.agent_socket)
     assert m["vmpv_agent_sessions_recovered_total"] == 1
@@ -74,10 +81,7 @@ def test_relay_away_then_back_delivers_everything(pipeline: Pipeline) -> None:
     m = agent_metrics(pipeline.agent_socket)
     assert m["vmpv_agent_buffered_bytes"] > 0, "batches wait on the agent's disk"
     pipeline.relay = start_daemon("vmpv-relay", pipeline.relay_args, pipeline.tmp / "relay-run")
-    run = wait_for_run(pipeline.server_url, run_id, timeout=60)
-    assert run["status"] == "complete"
-    profile = Path(pipeline.env()["VMPV_SPOOL_DIR"]) / f"{run_id}.prof"
-    assert_run_matches_vmprof(pipeline.server_url, run_id, profile)
+    arrives_whole(pipeline, run_id)
 
 
 def test_relay_killed_mid_run_nothing_acknowledged_is_lost(pipeline: Pipeline) -> None:
@@ -87,10 +91,7 @@ def test_relay_killed_mid_run_nothing_acknowledged_is_lost(pipeline: Pipeline) -
     time.sleep(1.0)
     pipeline.restart_relay()  # SIGKILL, same port and spool
     run_id, _ = finish(proc)
-    run = wait_for_run(pipeline.server_url, run_id, timeout=60)
-    assert run["status"] == "complete"
-    profile = Path(pipeline.env()["VMPV_SPOOL_DIR"]) / f"{run_id}.prof"
-    assert_run_matches_vmprof(pipeline.server_url, run_id, profile)
+    arrives_whole(pipeline, run_id)
 
 
 def test_full_buffer_refuses_new_runs_with_a_clear_error(tmp_path: Path) -> None:
@@ -165,10 +166,7 @@ def test_agent_killed_again_and_again_still_exactly_once(pipeline: Pipeline) -> 
         time.sleep(pause)
         pipeline.restart_agent()
     run_id, _ = finish(proc)
-    run = wait_for_run(pipeline.server_url, run_id, timeout=60)
-    assert run["status"] == "complete", run
-    profile = Path(pipeline.env()["VMPV_SPOOL_DIR"]) / f"{run_id}.prof"
-    truth = assert_run_matches_vmprof(pipeline.server_url, run_id, profile)
+    truth = arrives_whole(pipeline, run_id)
     assert truth["samples"] > 200
 
 
@@ -300,10 +298,7 @@ def test_torn_log_entries_are_cut_and_nothing_is_lost(pipeline: Pipeline) -> Non
         assert logs[0].stat().st_size == len(data), f"the {torn} entry was not cut off"
         assert "torn entry" in pipeline.agent.stderr_path.read_text()
     run_id, _ = finish(proc)
-    run = wait_for_run(pipeline.server_url, run_id, timeout=60)
-    assert run["status"] == "complete", run
-    profile = Path(pipeline.env()["VMPV_SPOOL_DIR"]) / f"{run_id}.prof"
-    truth = assert_run_matches_vmprof(pipeline.server_url, run_id, profile)
+    truth = arrives_whole(pipeline, run_id)
     assert truth["samples"] > 100
     # The relay has the CLOSE: the run's log is gone.
     deadline = time.monotonic() + 10
