@@ -37,7 +37,8 @@ void vps_block_pend_fini(vps_block_pend *p)
     memset(p, 0, sizeof(*p));
 }
 
-int vps_block_add(vps_block_pend *p, const char *store, int64_t rid, const vps_sample_row *row)
+/* add appends a sample to p, which is neither full nor holds another run. */
+static int add(vps_block_pend *p, const char *store, int64_t rid, const vps_sample_row *row)
 {
     if (p->n > 0 && row->idx <= p->last) {
         vp_error("%s: run %lld: sample %llu put after %llu", store, (long long)rid,
@@ -57,6 +58,17 @@ int vps_block_add(vps_block_pend *p, const char *store, int64_t rid, const vps_s
     if (row->t_ns > p->t_max)
         p->t_max = row->t_ns;
     return VP_OK;
+}
+
+int vps_block_put(vps_block_pend *p, const char *store, int64_t rid, const vps_sample_row *row,
+                  vps_block_flush_fn flush, void *ctx)
+{
+    int rc;
+    if (p->n > 0 && p->rid != rid && (rc = flush(ctx)) != VP_OK)
+        return rc;
+    if ((rc = add(p, store, rid, row)) != VP_OK)
+        return rc;
+    return p->n == VP_STORE_BLOCK_SAMPLES ? flush(ctx) : VP_OK;
 }
 
 void vps_block_counts_reset(vps_block_counts *c)

@@ -88,19 +88,15 @@ static inline void vps_block_clear(vps_block_pend *p)
     p->n = 0;
 }
 
-/* vps_block_other_run says whether p holds samples of a run other than
- * rid: the store writes them before it adds a sample of rid. */
-static inline int vps_block_other_run(const vps_block_pend *p, int64_t rid)
-{
-    return p->n > 0 && p->rid != rid;
-}
-
-/* vps_block_add appends one sample of run rid to p, which must not be full
- * nor hold another run's samples. A sample whose idx does not follow the
- * last one is refused (VP_EINVAL, logged under store): the blocks' order
- * would break. Returns VP_OK otherwise; p is then full when p->n ==
- * VP_STORE_BLOCK_SAMPLES. */
-int vps_block_add(vps_block_pend *p, const char *store, int64_t rid, const vps_sample_row *row);
+/* vps_block_put appends one sample of run rid to p, a store's pending
+ * block: first it has flush(ctx) write p if p holds another run's samples,
+ * and after it, if p is full. flush writes p's samples as one block and
+ * clears p, or returns an error code (returned here). A sample whose idx
+ * does not follow the last one is refused (VP_EINVAL, logged under store):
+ * the blocks' order would break. */
+typedef int (*vps_block_flush_fn)(void *ctx);
+int vps_block_put(vps_block_pend *p, const char *store, int64_t rid, const vps_sample_row *row,
+                  vps_block_flush_fn flush, void *ctx);
 
 /* Samples per stack id, counted from blocks (each_stack_count). A store
  * keeps one per connection so its memory is reused; zeroed is empty. */

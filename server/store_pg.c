@@ -1138,15 +1138,15 @@ static int pg_put_stack(vps_db *vdb, int64_t rid, uint64_t hash, const uint64_t 
     return rc;
 }
 
+static int flush_pending(void *db)
+{
+    return flush_samples(db);
+}
+
 static int pg_put_sample(vps_db *vdb, int64_t rid, const vps_sample_row *row)
 {
     pg_db *db = (pg_db *)vdb;
-    int rc;
-    if (vps_block_other_run(&db->pend, rid) && (rc = flush_samples(db)) != VP_OK)
-        return rc;
-    if ((rc = vps_block_add(&db->pend, "postgresql", rid, row)) != VP_OK)
-        return rc;
-    return db->pend.n == VP_STORE_BLOCK_SAMPLES ? flush_samples(db) : VP_OK;
+    return vps_block_put(&db->pend, "postgresql", rid, row, flush_pending, db);
 }
 
 static int pg_put_thread(vps_db *vdb, int64_t rid, uint64_t thread, int *is_new)

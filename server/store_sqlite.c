@@ -724,15 +724,15 @@ static int flush_samples(sq_db *db)
     return run_simple(db, st, "put samples");
 }
 
+static int flush_pending(void *db)
+{
+    return flush_samples(db);
+}
+
 static int sq_put_sample(vps_db *vdb, int64_t rid, const vps_sample_row *row)
 {
     sq_db *db = (sq_db *)vdb;
-    int rc;
-    if (vps_block_other_run(&db->pend, rid) && (rc = flush_samples(db)) != VP_OK)
-        return rc;
-    if ((rc = vps_block_add(&db->pend, "sqlite", rid, row)) != VP_OK)
-        return rc;
-    return db->pend.n == VP_STORE_BLOCK_SAMPLES ? flush_samples(db) : VP_OK;
+    return vps_block_put(&db->pend, "sqlite", rid, row, flush_pending, db);
 }
 
 static int sq_put_thread(vps_db *vdb, int64_t rid, uint64_t thread, int *is_new)
