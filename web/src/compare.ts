@@ -19,7 +19,7 @@ import {
   type PartialWindow,
 } from "./diff.ts";
 import { el, statusBadge } from "./dom.ts";
-import { FlameGraph, type TipRow } from "./flame.ts";
+import { FlameGraph, flameLegend, type TipRow } from "./flame.ts";
 import { absoluteTime, ago, count, duration, percent, seconds } from "./format.ts";
 import { barCell, fnCell, highlightOnPick, locCell, locKey, numCell, sortableTable } from "./table.ts";
 import { windowPicker, type WindowPicker } from "./window-picker.ts";
@@ -82,13 +82,9 @@ export async function renderCompare(root: HTMLElement, a: string, b: string): Pr
     { class: "panel", "data-testid": "diff-view", "aria-label": "Differential flame graph" },
     el("div", { class: "toolbar" }, el("h2", {}, "Where the time went, A → B"), status, el("span", { class: "spacer" }), search, reset),
     flameBox,
-    el(
-      "div",
-      { class: "legend" },
-      el("span", { class: "swatch swatch-diff" }),
+    flameLegend(
+      "swatch-diff",
       "colour: change of the frame's share of samples — blue shrank, red grew; width: its share in A and B together",
-      el("span", { class: "swatch swatch-thin" }),
-      "calls under 1 px wide, together",
     ),
   );
   let flame: FlameGraph<DiffNode> | null = null;

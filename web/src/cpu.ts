@@ -3,7 +3,7 @@
 
 import { ApiError, getCollapsed, getFunctions, getTree, type FunctionRow, type Functions, type RunDetail, type Window } from "./api.ts";
 import { el } from "./dom.ts";
-import { FlameGraph, heatColour } from "./flame.ts";
+import { FlameGraph, flameLegend, heatColour } from "./flame.ts";
 import { count, percent, splitFrame } from "./format.ts";
 import { barCell, fnCell, locCell, locKey, numCell, sortableTable, type SortableTable } from "./table.ts";
 import {
@@ -248,13 +248,9 @@ function build(t: TreePart) {
     flame.element,
     unnamed,
     truncatedNote,
-    el(
-      "div",
-      { class: "legend" },
-      el("span", { class: "swatch swatch-heat" }),
+    flameLegend(
+      "swatch-heat",
       "colour: share of samples spent in the function itself (cool → hot)",
-      el("span", { class: "swatch swatch-thin" }),
-      "calls under 1 px wide, together",
       el("span", { class: "hint" }, "Click: zoom · Shift+click or S: sandwich · Esc: reset"),
     ),
   );

@@ -33,6 +33,20 @@ const SEARCH_FILL = "hsl(280 65% 68%)";
 const DIM_FILL = "#e4e6ea";
 const ROOT_FILL = "#cfd6de";
 
+/** The legend under a flame graph: what its colour (swatch) and width say,
+ * then the grey blocks every flame graph draws, then any extra items. */
+export function flameLegend(swatch: string, meaning: string, ...extra: Node[]): HTMLElement {
+  return el(
+    "div",
+    { class: "legend" },
+    el("span", { class: `swatch ${swatch}` }),
+    meaning,
+    el("span", { class: "swatch swatch-thin" }),
+    "calls under 1 px wide, together",
+    ...extra,
+  );
+}
+
 export function heatColour(heat: number): string {
   // sqrt so that functions with a few % of self time are already warm.
   const t = Math.sqrt(Math.max(0, Math.min(1, heat)));

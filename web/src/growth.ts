@@ -4,7 +4,7 @@
 import { getGrowth, type Growth, type GrowthRow, type RunDetail, type Window } from "./api.ts";
 import type { View } from "./cpu.ts";
 import { el } from "./dom.ts";
-import { FlameGraph, type TipRow } from "./flame.ts";
+import { FlameGraph, flameLegend, type TipRow } from "./flame.ts";
 import { percent, size } from "./format.ts";
 import { barCell, fnCell, highlightOnPick, locCell, locKey, numCell, sortableTable } from "./table.ts";
 import { fromApiTree, makeNode, ROOT_NAME, type FrameNode } from "./tree.ts";
@@ -153,13 +153,9 @@ function build(g0: Growth) {
     el("div", { class: "toolbar wrap" }, grown, released, net, el("span", { class: "spacer" }), search, seg, reset),
     empty,
     flame.element,
-    el(
-      "div",
-      { class: "legend" },
-      el("span", { class: "swatch swatch-heat" }),
+    flameLegend(
+      "swatch-heat",
       "width: RSS growth charged to the code that ran (each sample gets the RSS change since the previous one); colour: its own share",
-      el("span", { class: "swatch swatch-thin" }),
-      "calls under 1 px wide, together",
     ),
   );
 
