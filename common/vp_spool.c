@@ -17,10 +17,19 @@ struct vp_spool {
     pthread_mutex_t mu;
     uint64_t max_bytes;
     uint64_t bytes; /* this connection's view; refreshed before each put */
-    sqlite3_stmt *put, *seen, *bytes_q, *runs, *peek, *del, *mark, *info_get, *info_put;
+    sqlite3_stmt *put, *put_body, *exists, *seen, *bytes_q, *runs, *peek, *del, *mark, *info_get, *info_put;
 };
 
-static const char schema[] =
+/* Spool format 2 (user_version 2): a batch's metadata and its body live in
+ * different tables. Format 1 kept the body in the batches row itself: a
+ * WITHOUT ROWID row keeps up to a quarter page of its payload on the leaf,
+ * so the (run_id, seq) tree had a handful of rows per 32 KiB page, and with
+ * a hundred runs interleaving, every insert split or rebalanced such fat
+ * pages somewhere in the middle of the tree: ~870 KiB read and ~360 KiB
+ * written per 100 KB batch (1.0 ms), against ~100 KiB read (the WAL
+ * checkpoint) and ~240 KiB written (0.5 ms) with the bodies appended to a
+ * table of their own (BENCHMARKS.md, relay, "spool format 2"). */
+static const char pragmas[] =
     "PRAGMA page_size=32768;"
     "PRAGMA journal_mode=WAL;"
     "PRAGMA synchronous=FULL;"
@@ -28,15 +37,39 @@ static const char schema[] =
      * cache, each batch's overflow pages pushed them out and every insert
      * read them again from the WAL. Part of the relay's stated memory bound. */
     "PRAGMA cache_size=-" VP_SPOOL_CACHE_KIB_STR ";"
+    /* Statements that fire a trigger keep a statement journal of the pages
+     * they change; in a file, that was two 32 KiB writes per insert. */
+    "PRAGMA temp_store=MEMORY;";
+
+/* A format 1 spool becomes format 2 in the transaction that opens it. */
+static const char upgrade_from_1[] =
+    "DROP TRIGGER IF EXISTS batches_added;"
+    "DROP TRIGGER IF EXISTS batches_removed;"
+    "DROP TRIGGER IF EXISTS batches_rewritten;"
+    "DROP INDEX IF EXISTS batches_run_received;"
+    "ALTER TABLE batches RENAME TO batches_v1;"
+    "CREATE TABLE bodies(id INTEGER PRIMARY KEY, body BLOB NOT NULL);"
+    "CREATE TABLE batches("
+    " run_id BLOB NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL,"
+    " received INTEGER NOT NULL DEFAULT (unixepoch()), len INTEGER NOT NULL,"
+    " body_id INTEGER NOT NULL, PRIMARY KEY(run_id, seq)) WITHOUT ROWID;"
+    "INSERT INTO bodies(id, body)"
+    " SELECT row_number() OVER (ORDER BY run_id, seq), body FROM batches_v1;"
+    "INSERT INTO batches(run_id, seq, kind, received, len, body_id)"
+    " SELECT run_id, seq, kind, received, length(body), row_number() OVER (ORDER BY run_id, seq)"
+    " FROM batches_v1;"
+    "DROP TABLE batches_v1;";
+
+static const char schema[] =
+    /* Appended in id order and removed from the front as the server
+     * confirms: the tree only ever grows at its right edge. */
+    "CREATE TABLE IF NOT EXISTS bodies(id INTEGER PRIMARY KEY, body BLOB NOT NULL);"
+    /* Small rows: the forwarder's "which runs, oldest first" and the
+     * largest-run query scan this table alone, never a body. */
     "CREATE TABLE IF NOT EXISTS batches("
     " run_id BLOB NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL,"
-    " body BLOB NOT NULL, received INTEGER NOT NULL DEFAULT (unixepoch()),"
-    " PRIMARY KEY(run_id, seq)) WITHOUT ROWID;"
-    /* The forwarder's "which runs, oldest first" reads this index alone: in
-     * the table, `received` lies after the body, on its last overflow page,
-     * so that query read the whole spool each pass (58 % of the relay's CPU
-     * with a 280 MB spool and the server away). */
-    "CREATE INDEX IF NOT EXISTS batches_run_received ON batches(run_id, received);"
+    " received INTEGER NOT NULL DEFAULT (unixepoch()), len INTEGER NOT NULL,"
+    " body_id INTEGER NOT NULL, PRIMARY KEY(run_id, seq)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS forwarded("
     " run_id BLOB PRIMARY KEY, next_seq INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS copies("
@@ -51,23 +84,24 @@ static const char schema[] =
      * with a 30 MB spool, more the longer the server is away). A spool
      * from before gets its row from one sum, in the same transaction that
      * adds the triggers. */
-    "BEGIN IMMEDIATE;"
     "CREATE TABLE IF NOT EXISTS totals(id INTEGER PRIMARY KEY CHECK (id = 0),"
     " bytes INTEGER NOT NULL);"
     "INSERT OR IGNORE INTO totals(id, bytes) SELECT 0,"
-    " (SELECT coalesce(sum(length(body)),0) FROM batches)"
+    " (SELECT coalesce(sum(len),0) FROM batches)"
     " + (SELECT coalesce(sum(length(body)),0) FROM copies);"
     "CREATE TRIGGER IF NOT EXISTS batches_added AFTER INSERT ON batches"
-    " BEGIN UPDATE totals SET bytes = bytes + length(NEW.body); END;"
+    " BEGIN UPDATE totals SET bytes = bytes + NEW.len; END;"
+    /* A batch's body goes with it. */
     "CREATE TRIGGER IF NOT EXISTS batches_removed AFTER DELETE ON batches"
-    " BEGIN UPDATE totals SET bytes = bytes - length(OLD.body); END;"
-    "CREATE TRIGGER IF NOT EXISTS batches_rewritten AFTER UPDATE OF body ON batches"
-    " BEGIN UPDATE totals SET bytes = bytes - length(OLD.body) + length(NEW.body); END;"
+    " BEGIN UPDATE totals SET bytes = bytes - OLD.len;"
+    " DELETE FROM bodies WHERE id = OLD.body_id; END;"
+    "CREATE TRIGGER IF NOT EXISTS batches_rewritten AFTER UPDATE OF len ON batches"
+    " BEGIN UPDATE totals SET bytes = bytes - OLD.len + NEW.len; END;"
     "CREATE TRIGGER IF NOT EXISTS copies_added AFTER INSERT ON copies"
     " BEGIN UPDATE totals SET bytes = bytes + length(NEW.body); END;"
     "CREATE TRIGGER IF NOT EXISTS copies_removed AFTER DELETE ON copies"
     " BEGIN UPDATE totals SET bytes = bytes - length(OLD.body); END;"
-    "COMMIT;";
+    "PRAGMA user_version=2;";
 
 /* SQLite's own busy timeout sleeps 1, 2, 5, 10 ... 100 ms between tries:
  * a commit that meets a checkpoint's short lock would wait ten times longer
@@ -103,8 +137,29 @@ static int prepare(vp_spool *s, const char *sql, sqlite3_stmt **st)
                : VP_EIO;
 }
 
+/* 0: a new file; 1: bodies inside the batches rows (before user_version
+ * was set); else the file's user_version. */
+static int spool_format(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int format = 0;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        format = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (format != 0)
+        return format;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('batches') WHERE name='body'", -1,
+                           &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        format = 1;
+    sqlite3_finalize(st);
+    return format;
+}
+
 int vp_spool_open(const char *path, uint64_t max_bytes, vp_spool **out, char *err, size_t errlen)
 {
+    err[0] = '\0';
     vp_spool *s = vp_calloc(1, sizeof(*s));
     if (!s) {
         snprintf(err, errlen, "out of memory");
@@ -116,13 +171,29 @@ int vp_spool_open(const char *path, uint64_t max_bytes, vp_spool **out, char *er
                         NULL) != SQLITE_OK)
         goto fail;
     sqlite3_busy_handler(s->db, busy_wait, NULL);
-    if (sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK)
+    if (sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
-    if (prepare(s, "INSERT OR IGNORE INTO batches(run_id, seq, kind, body) VALUES(?,?,?,?)", &s->put) ||
+    int format = spool_format(s->db);
+    if (format > 2) {
+        snprintf(err, errlen, "spool %s is format %d, newer than this relay's 2: use a newer relay or another --data",
+                 path, format);
+        goto fail; /* closing the connection rolls the transaction back */
+    }
+    if ((format == 1 && sqlite3_exec(s->db, upgrade_from_1, NULL, NULL, NULL) != SQLITE_OK) ||
+        sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    if (format == 1)
+        vp_info("spool %s: moved to format 2 (bodies in their own table)", path);
+    if (prepare(s, "INSERT INTO batches(run_id, seq, kind, len, body_id) VALUES(?,?,?,?,?)", &s->put) ||
+        prepare(s, "INSERT INTO bodies(body) VALUES(?)", &s->put_body) ||
+        prepare(s, "SELECT 1 FROM batches WHERE run_id=? AND seq=?", &s->exists) ||
         prepare(s, "SELECT next_seq FROM forwarded WHERE run_id=?", &s->seen) ||
         prepare(s, "SELECT bytes FROM totals", &s->bytes_q) ||
         prepare(s, "SELECT run_id FROM batches GROUP BY run_id ORDER BY min(received), run_id LIMIT ?", &s->runs) ||
-        prepare(s, "SELECT seq, kind, body FROM batches WHERE run_id=? ORDER BY seq LIMIT ?", &s->peek) ||
+        prepare(s, "SELECT b.seq, b.kind, d.body FROM batches b JOIN bodies d ON d.id = b.body_id"
+                   " WHERE b.run_id=? ORDER BY b.seq LIMIT ?", &s->peek) ||
         prepare(s, "DELETE FROM batches WHERE run_id=? AND seq=?", &s->del) ||
         prepare(s, "INSERT INTO forwarded(run_id, next_seq) VALUES(?,?) ON CONFLICT(run_id)"
                    " DO UPDATE SET next_seq=max(next_seq, excluded.next_seq)", &s->mark) ||
@@ -136,7 +207,8 @@ int vp_spool_open(const char *path, uint64_t max_bytes, vp_spool **out, char *er
     *out = s;
     return VP_OK;
 fail:
-    snprintf(err, errlen, "cannot open spool %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "?");
+    if (!err[0])
+        snprintf(err, errlen, "cannot open spool %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "?");
     vp_spool_close(s);
     return VP_EIO;
 }
@@ -171,32 +243,49 @@ static void put_locked(vp_spool *s, vp_spool_put_req *q)
         q->result = VP_EFULL;
         return;
     }
-    sqlite3_bind_blob(s->put, 1, q->run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
-    sqlite3_bind_int64(s->put, 2, (sqlite3_int64)q->seq);
-    sqlite3_bind_int(s->put, 3, q->kind);
-    sqlite3_bind_blob(s->put, 4, q->body, (int)q->len, SQLITE_STATIC);
-    step = sqlite3_step(s->put);
-    sqlite3_reset(s->put);
-    sqlite3_clear_bindings(s->put);
+    /* Inside our write transaction nobody else can add it between the
+     * check and the insert. */
+    sqlite3_bind_blob(s->exists, 1, q->run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(s->exists, 2, (sqlite3_int64)q->seq);
+    step = sqlite3_step(s->exists);
+    sqlite3_reset(s->exists);
+    if (step == SQLITE_ROW) {
+        q->duplicate = 1;
+        q->result = VP_OK;
+        return;
+    }
+    if (step != SQLITE_DONE)
+        return;
+    sqlite3_bind_blob(s->put_body, 1, q->body, (int)q->len, SQLITE_STATIC);
+    step = sqlite3_step(s->put_body);
+    sqlite3_reset(s->put_body);
+    sqlite3_clear_bindings(s->put_body);
+    if (step == SQLITE_DONE) {
+        sqlite3_bind_blob(s->put, 1, q->run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+        sqlite3_bind_int64(s->put, 2, (sqlite3_int64)q->seq);
+        sqlite3_bind_int(s->put, 3, q->kind);
+        sqlite3_bind_int64(s->put, 4, (sqlite3_int64)q->len);
+        sqlite3_bind_int64(s->put, 5, sqlite3_last_insert_rowid(s->db));
+        step = sqlite3_step(s->put);
+        sqlite3_reset(s->put);
+        if (step != SQLITE_DONE) /* the rest of the transaction goes on: no body without its batch */
+            sqlite3_exec(s->db, "DELETE FROM bodies WHERE id = last_insert_rowid()", NULL, NULL, NULL);
+    }
     if (step != SQLITE_DONE) {
         vp_error("spool insert failed: %s", sqlite3_errmsg(s->db));
         return;
     }
-    if (sqlite3_changes(s->db) == 0) {
-        q->duplicate = 1;
-    } else {
-        s->bytes += q->len;
-        if (q->info) {
-            sqlite3_bind_blob(s->info_put, 1, q->run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
-            sqlite3_bind_int(s->info_put, 2, q->info->version);
-            sqlite3_bind_int(s->info_put, 3, q->info->mode);
-            sqlite3_bind_int64(s->info_put, 4, (sqlite3_int64)q->info->period_us);
-            sqlite3_bind_int64(s->info_put, 5, q->info->first_t_ns);
-            step = sqlite3_step(s->info_put);
-            sqlite3_reset(s->info_put);
-            if (step != SQLITE_DONE)
-                return;
-        }
+    s->bytes += q->len;
+    if (q->info) {
+        sqlite3_bind_blob(s->info_put, 1, q->run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+        sqlite3_bind_int(s->info_put, 2, q->info->version);
+        sqlite3_bind_int(s->info_put, 3, q->info->mode);
+        sqlite3_bind_int64(s->info_put, 4, (sqlite3_int64)q->info->period_us);
+        sqlite3_bind_int64(s->info_put, 5, q->info->first_t_ns);
+        step = sqlite3_step(s->info_put);
+        sqlite3_reset(s->info_put);
+        if (step != SQLITE_DONE)
+            return;
     }
     q->result = VP_OK;
 }
@@ -306,8 +395,9 @@ int vp_spool_done(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq
     int c = SQLITE_DONE;
     if (keep_copy) {
         sqlite3_stmt *cp = NULL;
-        c = sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO copies SELECT run_id, seq, kind, body"
-                                      " FROM batches WHERE run_id=? AND seq=?", -1, &cp, NULL);
+        c = sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO copies SELECT b.run_id, b.seq, b.kind, d.body"
+                                      " FROM batches b JOIN bodies d ON d.id = b.body_id"
+                                      " WHERE b.run_id=? AND b.seq=?", -1, &cp, NULL);
         if (c == SQLITE_OK) {
             sqlite3_bind_blob(cp, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
             sqlite3_bind_int64(cp, 2, (sqlite3_int64)seq);
@@ -391,7 +481,7 @@ int vp_spool_largest_run(vp_spool *s, uint8_t run_id[VP_RUN_ID_LEN], uint64_t *b
     int rc = VP_EIO;
     pthread_mutex_lock(&s->mu);
     if (sqlite3_prepare_v2(s->db,
-                           "SELECT run_id, sum(length(body)) FROM batches WHERE kind=2"
+                           "SELECT run_id, sum(len) FROM batches WHERE kind=2"
                            " GROUP BY run_id ORDER BY 2 DESC LIMIT 1", -1, &st, NULL) != SQLITE_OK)
         goto done;
     int step = sqlite3_step(st);
@@ -411,35 +501,45 @@ done:
 int64_t vp_spool_rewrite_data(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN],
                               vp_spool_rewrite_fn fn, void *ctx)
 {
-    sqlite3_stmt *sel = NULL, *upd = NULL;
+    sqlite3_stmt *sel = NULL, *upd = NULL, *upd_len = NULL;
     int64_t freed = 0;
     int ok = 0;
     pthread_mutex_lock(&s->mu);
     if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         goto out;
-    if (sqlite3_prepare_v2(s->db, "SELECT seq, body FROM batches WHERE run_id=? AND kind=2 ORDER BY seq",
+    if (sqlite3_prepare_v2(s->db, "SELECT b.seq, b.body_id, d.body FROM batches b"
+                                  " JOIN bodies d ON d.id = b.body_id"
+                                  " WHERE b.run_id=? AND b.kind=2 ORDER BY b.seq",
                            -1, &sel, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db, "UPDATE batches SET body=? WHERE run_id=? AND seq=?", -1, &upd,
+        sqlite3_prepare_v2(s->db, "UPDATE bodies SET body=? WHERE id=?", -1, &upd, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "UPDATE batches SET len=? WHERE run_id=? AND seq=?", -1, &upd_len,
                            NULL) != SQLITE_OK)
         goto rollback;
     sqlite3_bind_blob(sel, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
     int step;
     while ((step = sqlite3_step(sel)) == SQLITE_ROW) {
         uint64_t seq = (uint64_t)sqlite3_column_int64(sel, 0);
-        const uint8_t *body = sqlite3_column_blob(sel, 1);
-        size_t len = (size_t)sqlite3_column_bytes(sel, 1);
+        sqlite3_int64 body_id = sqlite3_column_int64(sel, 1);
+        const uint8_t *body = sqlite3_column_blob(sel, 2);
+        size_t len = (size_t)sqlite3_column_bytes(sel, 2);
         uint8_t *nb = NULL;
         size_t nlen = 0;
         if (fn(ctx, seq, body, len, &nb, &nlen) != VP_OK || !nb)
             continue;
         if (nlen < len) {
             sqlite3_bind_blob(upd, 1, nb, (int)nlen, SQLITE_STATIC);
-            sqlite3_bind_blob(upd, 2, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
-            sqlite3_bind_int64(upd, 3, (sqlite3_int64)seq);
-            int u = sqlite3_step(upd);
+            sqlite3_bind_int64(upd, 2, body_id);
+            sqlite3_bind_int64(upd_len, 1, (sqlite3_int64)nlen);
+            sqlite3_bind_blob(upd_len, 2, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+            sqlite3_bind_int64(upd_len, 3, (sqlite3_int64)seq);
+            int u = sqlite3_step(upd), l = sqlite3_step(upd_len);
             sqlite3_reset(upd);
-            if (u == SQLITE_DONE)
-                freed += (int64_t)(len - nlen);
+            sqlite3_reset(upd_len);
+            if (u != SQLITE_DONE || l != SQLITE_DONE) {
+                vp_free(nb);
+                goto rollback; /* a body and its length must not disagree */
+            }
+            freed += (int64_t)(len - nlen);
         }
         vp_free(nb);
     }
@@ -447,7 +547,8 @@ int64_t vp_spool_rewrite_data(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN],
         goto rollback;
     sqlite3_finalize(sel);
     sqlite3_finalize(upd);
-    sel = upd = NULL;
+    sqlite3_finalize(upd_len);
+    sel = upd = upd_len = NULL;
     if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) {
         ok = 1;
         s->bytes = s->bytes > (uint64_t)freed ? s->bytes - (uint64_t)freed : 0;
@@ -456,6 +557,7 @@ int64_t vp_spool_rewrite_data(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN],
 rollback:
     sqlite3_finalize(sel);
     sqlite3_finalize(upd);
+    sqlite3_finalize(upd_len);
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 out:
     pthread_mutex_unlock(&s->mu);
@@ -607,8 +709,8 @@ void vp_spool_close(vp_spool *s)
 {
     if (!s)
         return;
-    sqlite3_stmt *all[] = {s->put,  s->seen, s->bytes_q,  s->runs,    s->peek,
-                           s->del, s->mark, s->info_get, s->info_put};
+    sqlite3_stmt *all[] = {s->put, s->put_body, s->exists,  s->seen,    s->bytes_q, s->runs,
+                           s->peek, s->del,     s->mark,    s->info_get, s->info_put};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
     if (s->db)

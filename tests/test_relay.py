@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import (Pipeline, assert_run_matches_vmprof, free_port, start_daemon, start_server,
-                     wait_for_run)
+from harness import (Pipeline, assert_run_matches_vmprof, binary, free_port, start_daemon,
+                     start_server, wait_for_run)
 from synthetic import loadgen, make_profile, runs_sent
 from test_agent import finish, start_workload
 
@@ -218,9 +218,12 @@ def test_spool_wal_is_checkpointed_off_the_commit_path(tmp_path: Path) -> None:
         assert len(sent) == 80
         spool = tmp_path / "relay" / "spool.sqlite"
         db = sqlite3.connect(f"file:{spool}?mode=ro", uri=True)
-        stored = db.execute("SELECT coalesce(sum(length(body)), 0), count(*) FROM batches").fetchone()
-        # The running total the relay keeps (triggers) is the bodies' sum.
+        stored = db.execute("SELECT coalesce(sum(length(body)), 0), count(*) FROM bodies").fetchone()
+        # The running total the relay keeps (triggers) is the bodies' sum,
+        # and every body belongs to one batch that knows its length.
         assert db.execute("SELECT bytes FROM totals").fetchone()[0] == stored[0]
+        assert db.execute("SELECT coalesce(sum(b.len), 0), count(*) FROM batches b"
+                          " JOIN bodies d ON d.id = b.body_id AND length(d.body) = b.len").fetchone() == stored
         db.close()
         # The server is away: the forwarder backs off (100 ms doubling to
         # 10 s, each wait at least half of that) however many commits kick
@@ -284,3 +287,101 @@ def test_spool_from_before_running_totals_is_counted_once(tmp_path: Path) -> Non
         db.close()
     finally:
         assert relay.stop() == 0, relay.log()[-2000:]
+
+
+# The spool's layout before format 2, as relays up to 5201195 created it.
+SPOOL_FORMAT_1 = """
+    PRAGMA page_size=32768;
+    PRAGMA journal_mode=WAL;
+    CREATE TABLE batches(run_id BLOB NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL,
+      body BLOB NOT NULL, received INTEGER NOT NULL DEFAULT (unixepoch()),
+      PRIMARY KEY(run_id, seq)) WITHOUT ROWID;
+    CREATE INDEX batches_run_received ON batches(run_id, received);
+    CREATE TABLE forwarded(run_id BLOB PRIMARY KEY, next_seq INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE copies(run_id BLOB NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL,
+      body BLOB NOT NULL, PRIMARY KEY(run_id, seq)) WITHOUT ROWID;
+    CREATE TABLE run_info(run_id BLOB PRIMARY KEY, version INTEGER, mode INTEGER,
+      period_us INTEGER, first_t_ns INTEGER, seen INTEGER NOT NULL DEFAULT (unixepoch())) WITHOUT ROWID;
+    CREATE TABLE totals(id INTEGER PRIMARY KEY CHECK (id = 0), bytes INTEGER NOT NULL);
+    INSERT INTO totals VALUES(0, 0);
+    CREATE TRIGGER batches_added AFTER INSERT ON batches
+      BEGIN UPDATE totals SET bytes = bytes + length(NEW.body); END;
+    CREATE TRIGGER batches_removed AFTER DELETE ON batches
+      BEGIN UPDATE totals SET bytes = bytes - length(OLD.body); END;
+    CREATE TRIGGER batches_rewritten AFTER UPDATE OF body ON batches
+      BEGIN UPDATE totals SET bytes = bytes - length(OLD.body) + length(NEW.body); END;
+    CREATE TRIGGER copies_added AFTER INSERT ON copies
+      BEGIN UPDATE totals SET bytes = bytes + length(NEW.body); END;
+    CREATE TRIGGER copies_removed AFTER DELETE ON copies
+      BEGIN UPDATE totals SET bytes = bytes - length(OLD.body); END;
+"""
+
+
+def test_spool_of_format_1_is_upgraded_and_forwarded_whole(tmp_path: Path) -> None:
+    """A spool left by a relay of the old layout (bodies inside the batch
+    rows) is moved to format 2 when a new relay opens it, and every batch in
+    it reaches the server: each run complete with the generator's count."""
+    import sqlite3
+    samples_per_run = 4000
+    profile = make_profile(tmp_path / "synthetic.dat", samples_per_run)
+    nobody = f"http://127.0.0.1:{free_port()}"
+    first = tmp_path / "first"
+    relay = start_daemon("vmpv-relay", ["--listen", "tcp://127.0.0.1:0", "--server", nobody,
+                                        "--data", str(first), "--drain-ms", "100"], tmp_path / "relay-run")
+    try:
+        sent = runs_sent(loadgen(relay.address, profile, "--agents", "6", "--runs", "1"))
+        assert len(sent) == 6 and set(sent.values()) == {samples_per_run}
+    finally:
+        assert relay.stop() == 0, relay.log()[-2000:]
+    # The same batches, written the old way into a new file.
+    data = tmp_path / "relay"
+    data.mkdir()
+    old = sqlite3.connect(str(data / "spool.sqlite"), isolation_level=None)
+    old.executescript(SPOOL_FORMAT_1)
+    old.execute("ATTACH ? AS new", (str(first / "spool.sqlite"),))
+    old.execute("BEGIN")
+    n = old.execute("INSERT INTO batches(run_id, seq, kind, body, received)"
+                    " SELECT b.run_id, b.seq, b.kind, d.body, b.received FROM new.batches b"
+                    " JOIN new.bodies d ON d.id = b.body_id").rowcount
+    old.execute("INSERT INTO run_info SELECT * FROM new.run_info")
+    old.execute("COMMIT")
+    old.execute("DETACH new")
+    assert n >= 6 * 3, n  # OPEN, DATA..., CLOSE for each run
+    total = old.execute("SELECT bytes FROM totals").fetchone()[0]
+    assert total == old.execute("SELECT sum(length(body)) FROM batches").fetchone()[0]
+    old.close()
+
+    server = start_server(tmp_path)
+    relay = start_daemon("vmpv-relay", ["--listen", "tcp://127.0.0.1:0", "--server", server.address,
+                                        "--data", str(data)], tmp_path / "relay-run2")
+    try:
+        for run_id in sent:
+            run = wait_for_run(server.address, run_id, timeout=60)
+            assert run["status"] == "complete", run
+            assert run["samples"] == samples_per_run, run
+        assert "moved to format 2" in relay.log()
+        db = sqlite3.connect(f"file:{data / 'spool.sqlite'}?mode=ro", uri=True)
+        deadline = time.monotonic() + 20
+        while db.execute("SELECT count(*) FROM batches").fetchone()[0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert db.execute("SELECT count(*), (SELECT bytes FROM totals) FROM bodies").fetchone() == (0, 0)
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        db.close()
+    finally:
+        for d in (relay, server):
+            assert d.stop() == 0, d.log()[-2000:]
+
+
+def test_spool_from_a_newer_relay_is_refused_with_a_reason(tmp_path: Path) -> None:
+    import sqlite3
+    data = tmp_path / "relay"
+    data.mkdir()
+    db = sqlite3.connect(str(data / "spool.sqlite"))
+    db.execute("PRAGMA user_version=3")
+    db.close()
+    out = subprocess.run([str(binary("vmpv-relay")), "--listen", "tcp://127.0.0.1:0",
+                          "--server", "http://127.0.0.1:9", "--data", str(data)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    assert "format 3, newer than this relay's 2" in out.stderr, out.stderr
