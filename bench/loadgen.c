@@ -276,8 +276,10 @@ static void send_next(sim *s)
     if (rate_limit > 0) {
         /* Spread the agents evenly in time: over all agents, batches go out
          * at rate / (samples per batch) per second, agent a's k-th at slot
-         * k * agents + a, so no wave of simultaneous sends builds up. */
-        double batch_rate = rate_limit * (double)the_plan.count / (double)the_plan.samples;
+         * k * agents + a, so no wave of simultaneous sends builds up. A
+         * run's OPEN and CLOSE take slots too: without them in the count,
+         * samples went out at 13/15 of the rate asked for. */
+        double batch_rate = rate_limit * (double)(the_plan.count + 2) / (double)the_plan.samples;
         double due = ((double)s->sent * agent_count + s->agent) / batch_rate;
         double elapsed = (double)(now_ns() - start_ns) / 1e9;
         if (due > elapsed + 0.0002) {

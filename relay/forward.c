@@ -46,6 +46,7 @@ struct vpr_forwarder {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int kicked, quit, draining;
+    int kickable_wait; /* in a wait that a kick ends: only then wake it */
     vp_spool *spool;
     CURL *curl;
     struct curl_slist *headers;
@@ -101,9 +102,11 @@ static void wait_ms(vpr_forwarder *f, uint64_t ms, int kickable)
         until.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&f->mu);
+    f->kickable_wait = kickable;
     while (!((kickable || f->draining) && f->kicked) && !f->quit &&
            pthread_cond_timedwait(&f->cv, &f->mu, &until) != ETIMEDOUT) {
     }
+    f->kickable_wait = 0;
     if (kickable || f->draining)
         f->kicked = 0;
     pthread_mutex_unlock(&f->mu);
@@ -378,7 +381,10 @@ void vpr_forwarder_kick(vpr_forwarder *f)
 {
     pthread_mutex_lock(&f->mu);
     f->kicked = 1;
-    pthread_cond_signal(&f->cv);
+    /* During a backoff the kick is only kept: waking the thread after every
+     * commit just to let it sleep again cost a context switch per batch. */
+    if (f->kickable_wait)
+        pthread_cond_signal(&f->cv);
     pthread_mutex_unlock(&f->mu);
 }
 
