@@ -9,9 +9,11 @@
   3. acknowledgement latency at half load (--rate), sustained ~12 s: at
      1M samples/s (half the 2M target) and at half the measured intake,
   4. relay RSS with 1,000 idle agent connections.
-Repeats 1-3 and prints medians and the intake/limit ratio.
+Repeats 1-3 and prints medians and the intake/limit ratio. --compare DIR adds
+the relay of another build tree to the 1M samples/s runs, interleaved, with
+this tree's load generator: ack p50/p99 and the relay's CPU time for both.
 
-  bench/relay_bench.py [--build DIR] [--repeat N] [--samples N]
+  bench/relay_bench.py [--build DIR] [--repeat N] [--samples N] [--compare DIR]
 Use a release build (meson setup build-release --buildtype=release).
 """
 from __future__ import annotations
@@ -46,6 +48,12 @@ def rss_kib(pid: int) -> tuple[int, int]:
     return get("VmRSS"), get("VmHWM")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def field(out: str, name: str) -> float:
     return float(re.search(rf"{name} ([\d.]+)", out).group(1))
 
@@ -55,6 +63,7 @@ def main() -> None:
     ap.add_argument("--build", default=str(ROOT / "build-release"))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--samples", type=int, default=20000, help="samples per generated run")
+    ap.add_argument("--compare", default=None, help="another build tree whose relay runs the 1M samples/s load too")
     a = ap.parse_args()
     build = Path(a.build)
     loadgen = str(build / "bench" / "vmpv-loadgen")
@@ -67,13 +76,21 @@ def main() -> None:
 
         cpus = sorted(os.sched_getaffinity(0))
 
-        def intake(i: int, name: str, pin: bool, *rate: str, runs: str = "2") -> str:
+        relay_cpu: dict[str, list[float]] = {"this": [], "compare": []}
+        compare_p50s, compare_p99s, target_p50s = [], [], []
+
+        def intake(i: int, name: str, pin: bool, *rate: str, runs: str = "2", tree: Path = build,
+                   cpu: list[float] | None = None) -> str:
             pin = pin and len(cpus) >= 2  # on one CPU, "one core" is all there is
-            relay, url = start_relay(build, tmp / f"{name}{i}", pin=["taskset", "-c", str(cpus[1])] if pin else [])
+            relay, url = start_relay(tree, tmp / f"{name}{i}", pin=["taskset", "-c", str(cpus[1])] if pin else [])
             try:
-                return subprocess.run([*(["taskset", "-c", str(cpus[0])] if pin else []), loadgen, "--relay", url,
-                                       "--profile", str(prof), "--agents", "100", "--runs", runs, *rate],
-                                      capture_output=True, text=True, check=True).stdout
+                before = cpu_s(relay.pid)
+                out = subprocess.run([*(["taskset", "-c", str(cpus[0])] if pin else []), loadgen, "--relay", url,
+                                      "--profile", str(prof), "--agents", "100", "--runs", runs, *rate],
+                                     capture_output=True, text=True, check=True).stdout
+                if cpu is not None:
+                    cpu.append(cpu_s(relay.pid) - before)
+                return out
             finally:
                 relay.terminate()
                 relay.wait()
@@ -90,8 +107,14 @@ def main() -> None:
             one_core.append(field(intake(i, "c", True), "samples_per_s"))
             # Five runs per agent (~10-20 s): a sustained half load, so that
             # the p99 is not just the first second's connection burst.
-            out = intake(i, "t", False, "--rate", "1000000", runs="5")
+            out = intake(i, "t", False, "--rate", "1000000", runs="5", cpu=relay_cpu["this"])
+            target_p50s.append(field(out, "ack_p50_ms"))
             target_p99s.append(field(out, "ack_p99_ms"))
+            if a.compare:
+                out = intake(i, "o", False, "--rate", "1000000", runs="5", tree=Path(a.compare),
+                             cpu=relay_cpu["compare"])
+                compare_p50s.append(field(out, "ack_p50_ms"))
+                compare_p99s.append(field(out, "ack_p99_ms"))
             out = intake(i, "h", False, "--rate", str(int(intakes[-1] / 2)), runs="5")
             half_p99s.append(field(out, "ack_p99_ms"))
         relay, url = start_relay(build, tmp / "idle")
@@ -114,6 +137,13 @@ def main() -> None:
         print(f"{'ack latency p99 at full load, ms':44} {med(p99s):12.1f}")
         print(f"{'ack latency p99 at 1M samples/s, ms':44} {med(target_p99s):12.1f}  {target_p99s}")
         print(f"{'ack latency p99 at half the intake, ms':44} {med(half_p99s):12.1f}  {half_p99s}")
+        print(f"{'relay CPU at 1M samples/s (5 runs x 100 agents), s':44} {med(relay_cpu['this']):12.2f}  "
+              f"{[round(x, 2) for x in relay_cpu['this']]}")
+        if a.compare:
+            print(f"{'--compare relay: ack p50 / p99 at 1M samples/s':44} {med(compare_p50s):5.2f} / "
+                  f"{med(compare_p99s):.1f}  {compare_p99s} (this: p50 {med(target_p50s):.2f})")
+            print(f"{'--compare relay: CPU at 1M samples/s, s':44} {med(relay_cpu['compare']):12.2f}  "
+                  f"{[round(x, 2) for x in relay_cpu['compare']]}")
         print(f"{'relay RSS idle / with 1000 idle agents, KiB':44} {before[0]:>6} / {during[0]}  (peak {during[1]})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
