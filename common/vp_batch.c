@@ -1,7 +1,7 @@
 /*
  * vp_batch.c - batches (proto/PROTOCOL.md §B): encode, decode, decompress.
  *
- * Compression is LZ4's frame format with the content checksum and the content
+ * Compression is LZ4's frame format with block checksums and the content
  * size in the frame header, so damage in transit is caught on decompression
  * and a frame that claims a different size than the batch header is refused.
  */

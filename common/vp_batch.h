@@ -2,7 +2,7 @@
  * vp_batch.h - the batch and acknowledgement codec of proto/PROTOCOL.md §B.
  *
  * A batch is a 48-byte header, the shared token, and a payload (LZ4 frame
- * with content checksum). Decoding checks every length against the message
+ * with block checksums, or the content checksum from older agents). Decoding checks every length against the message
  * size and vp_limits.h before anything is read behind it.
  */
 #ifndef VP_BATCH_H

@@ -7,7 +7,7 @@
  * count. A context moves RECV -> (loop) CHECK -> (pool) PREPARE -> (pool)
  * STORE -> SEND -> RECV.
  *
- * PREPARE (decompressing, which checks the LZ4 content checksum, reading the
+ * PREPARE (decompressing, which checks the frame's LZ4 checksums, reading the
  * records, thinning) is one pool job per batch, so batches are prepared on
  * every core while a commit runs. It used to run inside the commit, one
  * batch after another, and every batch waited for the whole wave's work.
