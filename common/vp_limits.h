@@ -79,6 +79,11 @@
  * and a sync inside every 4 MiB. */
 #define VP_SPOOL_WAL_RESTART_BYTES (32u * 1024u * 1024u)
 
+/* Moving a format 1 spool to format 2 commits (and checkpoints) after this
+ * many bytes of bodies: one transaction for a whole multi-GB spool held 2.2
+ * GB of memory and grew the WAL to twice the spool. */
+#define VP_SPOOL_UPGRADE_CHUNK_BYTES (32u * 1024u * 1024u)
+
 /* A run's state in the agent's run log: the OPEN metadata (one client frame
  * at most) plus the profile's path, an error line and a few counters. */
 #define VP_MAX_AGENT_STATE (VP_MAX_CLIENT_FRAME + 16u * 1024u)

@@ -46,24 +46,25 @@ static const char pragmas[] =
      * they change; in a file, that was two 32 KiB writes per insert. */
     "PRAGMA temp_store=MEMORY;";
 
-/* A format 1 spool becomes format 2 in the transaction that opens it. */
+/* A format 1 spool becomes format 2 when opened: its table is renamed
+ * batches_v1 in the transaction that creates the new ones, then its rows
+ * move a chunk at a time (move_from_format_1), and the last transaction
+ * drops it and counts the total afresh (the insert trigger fired for every
+ * moved row). */
 static const char upgrade_from_1[] =
     "DROP TRIGGER IF EXISTS batches_added;"
     "DROP TRIGGER IF EXISTS batches_removed;"
     "DROP TRIGGER IF EXISTS batches_rewritten;"
     "DROP INDEX IF EXISTS batches_run_received;"
-    "ALTER TABLE batches RENAME TO batches_v1;"
-    "CREATE TABLE bodies(id INTEGER PRIMARY KEY, body BLOB NOT NULL);"
-    "CREATE TABLE batches("
-    " run_id BLOB NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL,"
-    " received INTEGER NOT NULL DEFAULT (unixepoch()), len INTEGER NOT NULL,"
-    " body_id INTEGER NOT NULL, PRIMARY KEY(run_id, seq)) WITHOUT ROWID;"
-    "INSERT INTO bodies(id, body)"
-    " SELECT row_number() OVER (ORDER BY run_id, seq), body FROM batches_v1;"
-    "INSERT INTO batches(run_id, seq, kind, received, len, body_id)"
-    " SELECT run_id, seq, kind, received, length(body), row_number() OVER (ORDER BY run_id, seq)"
-    " FROM batches_v1;"
-    "DROP TABLE batches_v1;";
+    "ALTER TABLE batches RENAME TO batches_v1;";
+
+static const char upgrade_done[] =
+    "BEGIN IMMEDIATE;"
+    "DROP TABLE batches_v1;"
+    "UPDATE totals SET bytes = (SELECT coalesce(sum(len),0) FROM batches)"
+    " + (SELECT coalesce(sum(length(body)),0) FROM copies);"
+    "PRAGMA user_version=2;"
+    "COMMIT;";
 
 static const char schema[] =
     /* Appended in id order and removed from the front as the server
@@ -75,6 +76,9 @@ static const char schema[] =
     " run_id BLOB NOT NULL, seq INTEGER NOT NULL, kind INTEGER NOT NULL,"
     " received INTEGER NOT NULL DEFAULT (unixepoch()), len INTEGER NOT NULL,"
     " body_id INTEGER NOT NULL, PRIMARY KEY(run_id, seq)) WITHOUT ROWID;"
+    /* Format 1's index; an older relay that was started on this file and
+     * refused it still created it on the new table. */
+    "DROP INDEX IF EXISTS batches_run_received;"
     "CREATE TABLE IF NOT EXISTS forwarded("
     " run_id BLOB PRIMARY KEY, next_seq INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS copies("
@@ -105,8 +109,7 @@ static const char schema[] =
     "CREATE TRIGGER IF NOT EXISTS copies_added AFTER INSERT ON copies"
     " BEGIN UPDATE totals SET bytes = bytes + length(NEW.body); END;"
     "CREATE TRIGGER IF NOT EXISTS copies_removed AFTER DELETE ON copies"
-    " BEGIN UPDATE totals SET bytes = bytes - length(OLD.body); END;"
-    "PRAGMA user_version=2;";
+    " BEGIN UPDATE totals SET bytes = bytes - length(OLD.body); END;";
 
 /* SQLite's own busy timeout sleeps 1, 2, 5, 10 ... 100 ms between tries:
  * a commit that meets a checkpoint's short lock would wait ten times longer
@@ -142,8 +145,98 @@ static int prepare(vp_spool *s, const char *sql, sqlite3_stmt **st)
                : VP_EIO;
 }
 
+static int has_table(sqlite3 *db, const char *name)
+{
+    sqlite3_stmt *st = NULL;
+    int found = sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_schema WHERE type='table' AND name=?", -1,
+                                   &st, NULL) == SQLITE_OK &&
+                sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) == SQLITE_OK &&
+                sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* Moves every row of batches_v1 into bodies and batches, a transaction per
+ * VP_SPOOL_UPGRADE_CHUNK_BYTES of bodies and a checkpoint after each, so
+ * that neither memory nor the WAL grows with the spool; a crash in between
+ * leaves rows in both tables, and the next open goes on. Nothing else uses
+ * the file yet. */
+static int move_from_format_1(vp_spool *s, const char *path)
+{
+    sqlite3_stmt *first = NULL, *body = NULL, *row = NULL, *del = NULL;
+    int rc = VP_EIO, done = 0;
+    uint64_t moved = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT run_id, seq, kind, received, body FROM batches_v1"
+                                  " ORDER BY run_id, seq LIMIT 1", -1, &first, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "INSERT INTO bodies(body) VALUES(?)", -1, &body, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "INSERT INTO batches(run_id, seq, kind, received, len, body_id)"
+                                  " VALUES(?,?,?,?,?,?)", -1, &row, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "DELETE FROM batches_v1 WHERE run_id=? AND seq=?", -1, &del,
+                           NULL) != SQLITE_OK)
+        goto fail;
+    while (!done) {
+        if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+            goto fail;
+        uint64_t chunk = 0;
+        while (chunk < VP_SPOOL_UPGRADE_CHUNK_BYTES) {
+            int step = sqlite3_step(first);
+            if (step == SQLITE_DONE) {
+                done = 1;
+                break;
+            }
+            if (step != SQLITE_ROW || sqlite3_column_bytes(first, 0) != VP_RUN_ID_LEN)
+                goto rollback;
+            uint8_t run_id[VP_RUN_ID_LEN];
+            memcpy(run_id, sqlite3_column_blob(first, 0), VP_RUN_ID_LEN);
+            sqlite3_int64 seq = sqlite3_column_int64(first, 1);
+            int len = sqlite3_column_bytes(first, 4);
+            /* The body is read from the row in place: store it before the
+             * old row is deleted. */
+            sqlite3_bind_blob(body, 1, sqlite3_column_blob(first, 4), len, SQLITE_STATIC);
+            int b = sqlite3_step(body);
+            sqlite3_reset(body);
+            sqlite3_bind_blob(row, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+            sqlite3_bind_int64(row, 2, seq);
+            sqlite3_bind_int(row, 3, sqlite3_column_int(first, 2));
+            sqlite3_bind_int64(row, 4, sqlite3_column_int64(first, 3));
+            sqlite3_bind_int64(row, 5, len);
+            sqlite3_bind_int64(row, 6, sqlite3_last_insert_rowid(s->db));
+            int r = b == SQLITE_DONE ? sqlite3_step(row) : SQLITE_ERROR;
+            sqlite3_reset(row);
+            sqlite3_reset(first);
+            sqlite3_bind_blob(del, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+            sqlite3_bind_int64(del, 2, seq);
+            int d = r == SQLITE_DONE ? sqlite3_step(del) : SQLITE_ERROR;
+            sqlite3_reset(del);
+            if (d != SQLITE_DONE)
+                goto rollback;
+            chunk += (uint64_t)len;
+            moved++;
+        }
+        if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+            goto rollback;
+        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+        if (!done)
+            vp_info("spool %s: moving to format 2, %llu batches moved", path, (unsigned long long)moved);
+    }
+    rc = sqlite3_exec(s->db, upgrade_done, NULL, NULL, NULL) == SQLITE_OK ? VP_OK : VP_EIO;
+    if (rc == VP_OK)
+        vp_info("spool %s: moved to format 2 (bodies in their own table), %llu batches", path,
+                (unsigned long long)moved);
+    goto fail;
+rollback:
+    sqlite3_reset(first);
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+fail:
+    sqlite3_finalize(first);
+    sqlite3_finalize(body);
+    sqlite3_finalize(row);
+    sqlite3_finalize(del);
+    return rc;
+}
+
 /* 0: a new file; 1: bodies inside the batches rows (before user_version
- * was set); else the file's user_version. */
+ * was set), or a move to format 2 under way; else the file's user_version. */
 static int spool_format(sqlite3 *db)
 {
     sqlite3_stmt *st = NULL;
@@ -154,6 +247,8 @@ static int spool_format(sqlite3 *db)
     sqlite3_finalize(st);
     if (format != 0)
         return format;
+    if (has_table(db, "batches_v1"))
+        return 1;
     if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('batches') WHERE name='body'", -1,
                            &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
@@ -185,12 +280,14 @@ int vp_spool_open(const char *path, uint64_t max_bytes, vp_spool **out, char *er
                  path, format);
         goto fail; /* closing the connection rolls the transaction back */
     }
-    if ((format == 1 && sqlite3_exec(s->db, upgrade_from_1, NULL, NULL, NULL) != SQLITE_OK) ||
+    if ((format == 1 && !has_table(s->db, "batches_v1") &&
+         sqlite3_exec(s->db, upgrade_from_1, NULL, NULL, NULL) != SQLITE_OK) ||
         sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
+        (format == 0 && sqlite3_exec(s->db, "PRAGMA user_version=2", NULL, NULL, NULL) != SQLITE_OK) ||
         sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
-    if (format == 1)
-        vp_info("spool %s: moved to format 2 (bodies in their own table)", path);
+    if (format == 1 && move_from_format_1(s, path) != VP_OK)
+        goto fail;
     if (prepare(s, "INSERT INTO batches(run_id, seq, kind, len, body_id) VALUES(?,?,?,?,?)", &s->put) ||
         prepare(s, "INSERT INTO bodies(body) VALUES(?)", &s->put_body) ||
         prepare(s, "SELECT 1 FROM batches WHERE run_id=? AND seq=?", &s->exists) ||

@@ -1,6 +1,7 @@
 """vmpv-relay: TLS and tokens at intake, a fleet spread over two relays."""
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -385,3 +386,60 @@ def test_spool_from_a_newer_relay_is_refused_with_a_reason(tmp_path: Path) -> No
                          capture_output=True, text=True, timeout=30)
     assert out.returncode != 0
     assert "format 3, newer than this relay's 2" in out.stderr, out.stderr
+
+
+def test_a_move_to_format_2_cut_short_by_sigkill_goes_on_at_the_next_start(tmp_path: Path) -> None:
+    """A 200 MB format 1 spool moves in 32 MiB transactions; SIGKILL after
+    the first leaves rows in both layouts, and the next start finishes the
+    move: every batch once, its body byte for byte, the total right."""
+    import hashlib
+    import signal
+    import sqlite3
+    import struct
+    data = tmp_path / "relay"
+    data.mkdir()
+    old = sqlite3.connect(str(data / "spool.sqlite"), isolation_level=None)
+    old.executescript(SPOOL_FORMAT_1)
+    truth = {}
+    old.execute("BEGIN")
+    for i in range(200):
+        # Real batch messages (uncompressed DATA, proto/PROTOCOL.md §B), so
+        # that the forwarder keeps them while the server is away.
+        run_id, seq, payload = hashlib.md5(b"%d" % (i % 7)).digest(), i, os.urandom(1_000_000 + i)
+        body = (b"VPVB" + struct.pack("<HBB", 1, 2, 0) + run_id
+                + struct.pack("<QIIIHH", seq, len(payload), len(payload), 0, 0, 0) + payload)
+        old.execute("INSERT INTO batches(run_id, seq, kind, body) VALUES(?,?,2,?)", (run_id, seq, body))
+        truth[(run_id, seq)] = hashlib.sha256(body).hexdigest()
+    old.execute("COMMIT")
+    old.close()
+    args = [str(binary("vmpv-relay")), "--listen", "tcp://127.0.0.1:0", "--server", "http://127.0.0.1:9",
+            "--data", str(data)]
+    err = tmp_path / "first.stderr"
+    with open(err, "w") as f:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=f)
+    try:
+        deadline = time.monotonic() + 60
+        while "batches moved" not in err.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    db = sqlite3.connect(f"file:{data / 'spool.sqlite'}?mode=ro", uri=True)
+    left = db.execute("SELECT count(*) FROM batches_v1").fetchone()[0]
+    moved = db.execute("SELECT count(*) FROM batches").fetchone()[0]
+    db.close()
+    assert 0 < left < 200 and left + moved == 200, (left, moved)
+
+    relay = start_daemon("vmpv-relay", args[1:], tmp_path / "relay-run")
+    assert relay.stop() == 0, relay.log()[-2000:]
+    assert "moved to format 2" in relay.log()
+    db = sqlite3.connect(f"file:{data / 'spool.sqlite'}?mode=ro", uri=True)
+    got = {(bytes(r), s): hashlib.sha256(b).hexdigest() for r, s, b in db.execute(
+        "SELECT b.run_id, b.seq, d.body FROM batches b JOIN bodies d ON d.id = b.body_id")}
+    assert got == truth
+    assert db.execute("SELECT count(*) FROM bodies").fetchone()[0] == 200
+    assert db.execute("SELECT bytes FROM totals").fetchone()[0] == sum(48 + 1_000_000 + i for i in range(200))
+    assert db.execute("SELECT count(*) FROM sqlite_schema WHERE name='batches_v1'").fetchone()[0] == 0
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    db.close()
