@@ -60,15 +60,10 @@ static void test_empty_payload(void)
     vp_free(msg);
 }
 
-/* Flip each byte of the payload in turn: decompression must refuse it (the
- * LZ4 frame checksum), never return wrong bytes as if they were good. */
-static void test_corrupt_payload_detected(void)
+/* Flips each payload byte of msg in turn and counts the decodings that
+ * returned other bytes than raw[0..n) as if they were good. */
+static int undetected_flips(uint8_t *msg, size_t len, const uint8_t *raw, size_t n)
 {
-    size_t n = 4096;
-    uint8_t *raw = make_raw(n);
-    uint8_t *msg = NULL;
-    size_t len = 0;
-    CHECK_EQ(vp_batch_encode(VP_BATCH_DATA, run_id, 1, 1, "", raw, n, &msg, &len), VP_OK);
     int undetected = 0;
     for (size_t i = VP_BATCH_HEADER_LEN; i < len; i++) {
         msg[i] ^= 0x5a;
@@ -83,7 +78,19 @@ static void test_corrupt_payload_detected(void)
         }
         msg[i] ^= 0x5a;
     }
-    CHECK_EQ(undetected, 0);
+    return undetected;
+}
+
+/* Flip each byte of the payload in turn: decompression must refuse it (the
+ * LZ4 frame checksum), never return wrong bytes as if they were good. */
+static void test_corrupt_payload_detected(void)
+{
+    size_t n = 4096;
+    uint8_t *raw = make_raw(n);
+    uint8_t *msg = NULL;
+    size_t len = 0;
+    CHECK_EQ(vp_batch_encode(VP_BATCH_DATA, run_id, 1, 1, "", raw, n, &msg, &len), VP_OK);
+    CHECK_EQ(undetected_flips(msg, len, raw, n), 0);
     vp_free(msg);
     free(raw);
 }
@@ -115,19 +122,7 @@ static void test_content_checksum_frames_from_older_agents(void)
     CHECK_EQ(vp_batch_payload(&v, &out, err, sizeof(err)), VP_OK);
     CHECK(memcmp(out, raw, n) == 0);
     vp_free(out);
-    int undetected = 0;
-    for (size_t i = VP_BATCH_HEADER_LEN; i < old_len; i++) {
-        old[i] ^= 0x5a;
-        out = NULL;
-        if (vp_batch_decode(old, old_len, &v, err, sizeof(err)) == VP_OK &&
-            vp_batch_payload(&v, &out, err, sizeof(err)) == VP_OK) {
-            if (memcmp(out, raw, n) != 0)
-                undetected++;
-            vp_free(out);
-        }
-        old[i] ^= 0x5a;
-    }
-    CHECK_EQ(undetected, 0);
+    CHECK_EQ(undetected_flips(old, old_len, raw, n), 0);
     free(old);
     vp_free(msg);
     free(raw);
