@@ -173,10 +173,10 @@ static int move_from_format_1(vp_spool *s, const char *path)
                                   " VALUES(?,?,?,?,?,?)", -1, &row, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db, "DELETE FROM batches_v1 WHERE run_id=? AND seq=?", -1, &del,
                            NULL) != SQLITE_OK)
-        goto fail;
+        goto out;
     while (!done) {
         if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-            goto fail;
+            goto out;
         uint64_t chunk = 0;
         while (chunk < VP_SPOOL_UPGRADE_CHUNK_BYTES) {
             int step = sqlite3_step(first);
@@ -184,11 +184,23 @@ static int move_from_format_1(vp_spool *s, const char *path)
                 done = 1;
                 break;
             }
-            if (step != SQLITE_ROW || sqlite3_column_bytes(first, 0) != VP_RUN_ID_LEN)
+            if (step != SQLITE_ROW)
                 goto rollback;
             uint8_t run_id[VP_RUN_ID_LEN];
-            memcpy(run_id, sqlite3_column_blob(first, 0), VP_RUN_ID_LEN);
             sqlite3_int64 seq = sqlite3_column_int64(first, 1);
+            int id_len = sqlite3_column_bytes(first, 0);
+            if (id_len != VP_RUN_ID_LEN) { /* no relay wrote one: drop it, keep the rest */
+                vp_warn("spool %s: dropping batch %lld, its run id has %d bytes", path, (long long)seq, id_len);
+                sqlite3_bind_value(del, 1, sqlite3_column_value(first, 0)); /* a copy */
+                sqlite3_bind_int64(del, 2, seq);
+                sqlite3_reset(first);
+                int d = sqlite3_step(del);
+                sqlite3_reset(del);
+                if (d != SQLITE_DONE)
+                    goto rollback;
+                continue;
+            }
+            memcpy(run_id, sqlite3_column_blob(first, 0), VP_RUN_ID_LEN);
             int len = sqlite3_column_bytes(first, 4);
             /* The body is read from the row in place: store it before the
              * old row is deleted. */
@@ -223,11 +235,12 @@ static int move_from_format_1(vp_spool *s, const char *path)
     if (rc == VP_OK)
         vp_info("spool %s: moved to format 2 (bodies in their own table), %llu batches", path,
                 (unsigned long long)moved);
-    goto fail;
+    goto out;
 rollback:
+    vp_error("spool %s: moving to format 2 failed: %s", path, sqlite3_errmsg(s->db));
     sqlite3_reset(first);
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-fail:
+out:
     sqlite3_finalize(first);
     sqlite3_finalize(body);
     sqlite3_finalize(row);

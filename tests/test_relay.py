@@ -345,6 +345,9 @@ def test_spool_of_format_1_is_upgraded_and_forwarded_whole(tmp_path: Path) -> No
                     " SELECT b.run_id, b.seq, b.kind, d.body, b.received FROM new.batches b"
                     " JOIN new.bodies d ON d.id = b.body_id").rowcount
     old.execute("INSERT INTO run_info SELECT * FROM new.run_info")
+    # A row no relay wrote (a 3-byte run id): dropped with a warning, the
+    # rest moved.
+    old.execute("INSERT INTO batches(run_id, seq, kind, body) VALUES(x'010203', 1, 2, x'00')")
     old.execute("COMMIT")
     old.execute("DETACH new")
     assert n >= 6 * 3, n  # OPEN, DATA..., CLOSE for each run
@@ -361,6 +364,7 @@ def test_spool_of_format_1_is_upgraded_and_forwarded_whole(tmp_path: Path) -> No
             assert run["status"] == "complete", run
             assert run["samples"] == samples_per_run, run
         assert "moved to format 2" in relay.log()
+        assert "dropping batch 1, its run id has 3 bytes" in relay.log()
         db = sqlite3.connect(f"file:{data / 'spool.sqlite'}?mode=ro", uri=True)
         deadline = time.monotonic() + 20
         while db.execute("SELECT count(*) FROM batches").fetchone()[0]:
