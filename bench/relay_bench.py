@@ -7,8 +7,13 @@
      relay free to use both cores and with the relay on one core (taskset:
      relay on CPU 1, load generator on CPU 0),
   3. acknowledgement latency at half load (--rate), sustained ~12 s: at
-     1M samples/s (half the 2M target) and at half the measured intake,
-  4. relay RSS with 1,000 idle agent connections.
+     1M samples/s (half the 2M target) and at half the measured intake, as
+     the agents see it (vmpv-loadgen) and inside the relay (its
+     vmpv_relay_ack_seconds histogram: arrival to acknowledgement sent),
+  4. the same at 1M samples/s against vmpv-ack-floor --decode, the least a
+     relay can do before a durable ack (LZ4-decode, append to a file, one
+     fdatasync per group): this machine's floor for the ack latency,
+  5. relay RSS with 1,000 idle agent connections.
 Repeats 1-3 and prints medians and the intake/limit ratio. --compare DIR adds
 the relay of another build tree to the 1M samples/s runs, interleaved, with
 this tree's load generator: ack p50/p99 and the relay's CPU time for both.
@@ -26,7 +31,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import socket
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +61,30 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def relay_ack_quantile(metrics_url: str, q: float) -> float:
+    """The q-quantile of the relay's own vmpv_relay_ack_seconds histogram, in
+    ms, interpolated inside its bucket as Prometheus' histogram_quantile does."""
+    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    buckets = [(float("inf") if le == "+Inf" else float(le), int(n)) for le, n in
+               re.findall(r'^vmpv_relay_ack_seconds_bucket\{le="([^"]+)"\} (\d+)$', text, re.M)]
+    total = buckets[-1][1]
+    rank = q * total
+    lower, below = 0.0, 0
+    for le, n in buckets:
+        if n >= rank:
+            if le == float("inf"):
+                return lower * 1000
+            return (lower + (le - lower) * (rank - below) / max(n - below, 1)) * 1000
+        lower, below = le, n
+    return lower * 1000
+
+
 def field(out: str, name: str) -> float:
     return float(re.search(rf"{name} ([\d.]+)", out).group(1))
 
@@ -78,11 +109,33 @@ def main() -> None:
 
         relay_cpu: dict[str, list[float]] = {"this": [], "compare": []}
         compare_p50s, compare_p99s, target_p50s = [], [], []
+        floor_p50s, floor_p99s = [], []
+
+        def floor_run(i: int) -> str:
+            d = tmp / f"floor{i}"
+            d.mkdir()
+            proc = subprocess.Popen([str(build / "bench" / "vmpv-ack-floor"), "--file", str(d / "batches"),
+                                     "--decode"], stdout=subprocess.PIPE, text=True)
+            assert proc.stdout is not None
+            url = proc.stdout.readline().split(" listening on ")[1].strip()
+            try:
+                return subprocess.run([loadgen, "--relay", url, "--profile", str(prof), "--agents", "100",
+                                       "--runs", "5", "--rate", "1000000"],
+                                      capture_output=True, text=True, check=True).stdout
+            finally:
+                proc.terminate()
+                proc.wait()
+                shutil.rmtree(d, ignore_errors=True)
+        relay_p99s: dict[str, list[float]] = {"target": [], "half": []}
 
         def intake(i: int, name: str, pin: bool, *rate: str, runs: str = "2", tree: Path = build,
-                   cpu: list[float] | None = None) -> str:
+                   cpu: list[float] | None = None, relay_p99: list[float] | None = None) -> str:
             pin = pin and len(cpus) >= 2  # on one CPU, "one core" is all there is
-            relay, url = start_relay(tree, tmp / f"{name}{i}", pin=["taskset", "-c", str(cpus[1])] if pin else [])
+            port = free_port()
+            # An older tree's relay may have no histogram: only this tree's is read.
+            ops = ["--metrics-listen", f"127.0.0.1:{port}"] if relay_p99 is not None else []
+            relay, url = start_relay(tree, tmp / f"{name}{i}", *ops,
+                                     pin=["taskset", "-c", str(cpus[1])] if pin else [])
             try:
                 before = cpu_s(relay.pid)
                 out = subprocess.run([*(["taskset", "-c", str(cpus[0])] if pin else []), loadgen, "--relay", url,
@@ -90,6 +143,8 @@ def main() -> None:
                                      capture_output=True, text=True, check=True).stdout
                 if cpu is not None:
                     cpu.append(cpu_s(relay.pid) - before)
+                if relay_p99 is not None:
+                    relay_p99.append(round(relay_ack_quantile(f"http://127.0.0.1:{port}/metrics", 0.99), 1))
                 return out
             finally:
                 relay.terminate()
@@ -107,7 +162,8 @@ def main() -> None:
             one_core.append(field(intake(i, "c", True), "samples_per_s"))
             # Five runs per agent (~10-20 s): a sustained half load, so that
             # the p99 is not just the first second's connection burst.
-            out = intake(i, "t", False, "--rate", "1000000", runs="5", cpu=relay_cpu["this"])
+            out = intake(i, "t", False, "--rate", "1000000", runs="5", cpu=relay_cpu["this"],
+                         relay_p99=relay_p99s["target"])
             target_p50s.append(field(out, "ack_p50_ms"))
             target_p99s.append(field(out, "ack_p99_ms"))
             if a.compare:
@@ -115,7 +171,11 @@ def main() -> None:
                              cpu=relay_cpu["compare"])
                 compare_p50s.append(field(out, "ack_p50_ms"))
                 compare_p99s.append(field(out, "ack_p99_ms"))
-            out = intake(i, "h", False, "--rate", str(int(intakes[-1] / 2)), runs="5")
+            out = floor_run(i)
+            floor_p50s.append(field(out, "ack_p50_ms"))
+            floor_p99s.append(field(out, "ack_p99_ms"))
+            out = intake(i, "h", False, "--rate", str(int(intakes[-1] / 2)), runs="5",
+                         relay_p99=relay_p99s["half"])
             half_p99s.append(field(out, "ack_p99_ms"))
         relay, url = start_relay(build, tmp / "idle")
         before = rss_kib(relay.pid)
@@ -136,7 +196,11 @@ def main() -> None:
         print(f"{'ack latency p50 at full load, ms':44} {med(p50s):12.1f}")
         print(f"{'ack latency p99 at full load, ms':44} {med(p99s):12.1f}")
         print(f"{'ack latency p99 at 1M samples/s, ms':44} {med(target_p99s):12.1f}  {target_p99s}")
+        print(f"{'  the same inside the relay, ms':44} {med(relay_p99s['target']):12.1f}  {relay_p99s['target']}")
+        print(f"{'  the floor (vmpv-ack-floor --decode), ms':44} {med(floor_p99s):12.1f}  {floor_p99s} "
+              f"(p50 {med(floor_p50s):.2f}, this relay's {med(target_p50s):.2f})")
         print(f"{'ack latency p99 at half the intake, ms':44} {med(half_p99s):12.1f}  {half_p99s}")
+        print(f"{'  the same inside the relay, ms':44} {med(relay_p99s['half']):12.1f}  {relay_p99s['half']}")
         print(f"{'relay CPU at 1M samples/s (5 runs x 100 agents), s':44} {med(relay_cpu['this']):12.2f}  "
               f"{[round(x, 2) for x in relay_cpu['this']]}")
         if a.compare:

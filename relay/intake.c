@@ -38,6 +38,7 @@ typedef struct intake_ctx {
     nng_aio *aio;
     enum ctx_state state;
     nng_msg *msg;
+    uint64_t arrived_ns; /* uv_hrtime when the receive finished */
     vp_batch_view batch;
     uint8_t status;
     char reason[VP_MAX_REASON_LEN + 1];
@@ -89,6 +90,7 @@ static void on_aio(void *arg)
         return;
     }
     c->msg = nng_aio_get_msg(c->aio);
+    c->arrived_ns = uv_hrtime();
     pthread_mutex_lock(&c->in->mu);
     c->next_ready = c->in->ready;
     c->in->ready = c;
@@ -114,6 +116,9 @@ static void reply(intake_ctx *c, uint8_t status, const uint8_t *run_id, uint64_t
     nng_aio_set_msg(c->aio, c->msg);
     c->msg = NULL;
     c->state = CTX_SEND;
+    /* Measured here, not at the agent: what the relay itself adds, so an
+     * operator can tell a slow relay from a slow network. */
+    vp_histogram_observe(&vpr_ack_latency, (uv_hrtime() - c->arrived_ns) / 1000);
     nng_ctx_send(c->ctx, c->aio);
 }
 

@@ -42,6 +42,13 @@ static int saved_argc;
 static char **saved_argv;
 static vp_config live_cfg;
 
+/* Bounds around the 20 ms target of the relay's acknowledgements, fine
+ * enough below it to read a p99 off two scrapes. */
+vp_histogram vpr_ack_latency = {
+    .bounds_us = {250, 500, 1000, 2000, 3000, 5000, 7500, 10000, 12500, 15000, 17500, 20000,
+                  25000, 30000, 40000, 50000, 75000, 100000, 250000, 500000, 1000000, 2500000,
+                  5000000, 10000000}};
+
 vp_metric vpr_metrics[VPR_M_COUNT] = {
     [VPR_M_BATCHES_IN] = {"vmpv_relay_batches_total", "batches stored in the spool", 0, 0},
     [VPR_M_SAMPLES_IN] = {"vmpv_relay_samples_total", "samples stored in the spool", 0, 0},
@@ -57,6 +64,9 @@ vp_metric vpr_metrics[VPR_M_COUNT] = {
     [VPR_M_THINNED] = {"vmpv_relay_decimated_samples_total", "samples removed by decimation", 0, 0},
     [VPR_M_GAPS] = {"vmpv_relay_gaps_total", "missing batches given up on and recorded as gaps", 0, 0},
     [VPR_M_LEGACY_SENT] = {"vmpv_relay_second_sink_runs_total", "runs the old-protocol server took", 0, 0},
+    [VPR_M_ACK_LATENCY] = {"vmpv_relay_ack_seconds",
+                           "from a batch's arrival to its acknowledgement leaving the relay", 0, 0,
+                           &vpr_ack_latency},
 };
 
 /* SIGHUP: re-read --config and the flags; the agents' token and the log

@@ -53,9 +53,11 @@ enum {
     VPR_M_THINNED,
     VPR_M_GAPS,
     VPR_M_LEGACY_SENT,
+    VPR_M_ACK_LATENCY,
     VPR_M_COUNT
 };
 extern vp_metric vpr_metrics[VPR_M_COUNT];
+extern vp_histogram vpr_ack_latency; /* shown as vpr_metrics[VPR_M_ACK_LATENCY] */
 
 /* intake.c: listen on url (tls+tcp:// URLs use tls_cert_key, a PEM file
  * with certificate and key) with `contexts` concurrent requests. On success

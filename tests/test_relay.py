@@ -97,7 +97,8 @@ def test_200_agents_at_once_every_sample_arrives(tmp_path: Path) -> None:
                                         "--data", str(tmp_path / "relay"), "--metrics-listen", "127.0.0.1:0"],
                          tmp_path / "relay-run")
     try:
-        sent = runs_sent(loadgen(relay.address, profile, "--agents", "200", "--runs", "1"))
+        out = loadgen(relay.address, profile, "--agents", "200", "--runs", "1")
+        sent = runs_sent(out)
         assert len(sent) == 200 and set(sent.values()) == {samples_per_run}
         for run_id in sent:
             run = wait_for_run(server.address, run_id, timeout=120)
@@ -109,6 +110,22 @@ def test_200_agents_at_once_every_sample_arrives(tmp_path: Path) -> None:
         values = {l.rsplit(" ", 1)[0]: float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l and l[0] != "#"}
         assert values["vmpv_relay_samples_total"] == 200 * samples_per_run
         assert values["vmpv_relay_duplicates_total"] == 0
+        # The relay's own ack latency: one observation per acknowledgement the
+        # agents received, and each no longer than the agent saw it, so the
+        # relay's distribution lies at or below the agents' percentiles.
+        words = next(l for l in out.splitlines() if l.startswith("agents ")).split()
+        summary = dict(zip(words[::2], words[1::2]))
+        acks = int(summary["batches"]) + int(summary["refused"])
+        assert values["vmpv_relay_ack_seconds_count"] == acks
+        buckets = sorted((float(k.split('"')[1]), v) for k, v in values.items()
+                         if k.startswith("vmpv_relay_ack_seconds_bucket"))
+        assert buckets[-1] == (float("inf"), acks)
+        assert all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:]))
+        assert 0 < values["vmpv_relay_ack_seconds_sum"]
+        for pct, key in ((0.5, "ack_p50_ms"), (0.99, "ack_p99_ms")):
+            at_agent = float(summary[key]) / 1000
+            within = next(n for le, n in buckets if le >= at_agent)
+            assert within >= pct * acks, (key, at_agent, buckets)
     finally:
         for d in (relay, server):
             assert d.stop() == 0, d.log()[-2000:]
