@@ -31,10 +31,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import socket
 import time
 import urllib.request
 from pathlib import Path
+
+from _common import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,12 +60,6 @@ def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def relay_ack_quantile(metrics_url: str, q: float) -> float:
