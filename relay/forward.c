@@ -3,6 +3,12 @@
  * vmpv-server (proto/PROTOCOL.md §C), each run in seq order, deleting a batch
  * from the spool only once the server has confirmed it.
  *
+ * Up to --forward-concurrency runs are forwarded at once (libcurl's multi
+ * interface, one connection each), one request per run at a time, since the
+ * server applies a run's batches in order. One request at a time left the
+ * relay and the server each mostly waiting for the other, and emptied the
+ * spool slower than the intake filled it.
+ *
  * Outcomes per response, after Fluent Bit's out_http: 200 done; 409 means the
  * server wants another seq first (already applied: done; missing: wait for
  * it); other 4xx but 408/429 are permanent (logged, counted, dropped); 5xx,
@@ -26,7 +32,6 @@
 #include "vp_mem.h"
 
 #define RUNS_PER_PASS 64
-#define BATCHES_PER_RUN 32
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
 #define IDLE_WAIT_MS 1000
@@ -41,6 +46,21 @@ typedef struct gap_wait {
     int used;
 } gap_wait;
 
+typedef struct response {
+    char body[RESPONSE_MAX];
+    size_t len;
+} response;
+
+/* A request slot: one run's batches, one request in flight at a time. */
+typedef struct fwd_slot {
+    CURL *easy;
+    int in_flight;
+    vp_spool_item items[VP_FORWARD_PEEK];
+    int count, next; /* items peeked; the one being sent */
+    uint8_t *msg;    /* the request's body while it is in flight */
+    response resp;
+} fwd_slot;
+
 struct vpr_forwarder {
     pthread_t thread;
     pthread_mutex_t mu;
@@ -48,7 +68,11 @@ struct vpr_forwarder {
     int kicked, quit, draining;
     int kickable_wait; /* in a wait that a kick ends: only then wake it */
     vp_spool *spool;
-    CURL *curl;
+    CURL *curl; /* gap notices, one at a time, between requests */
+    CURLM *multi;
+    fwd_slot slots[VP_MAX_FORWARD_CONCURRENCY];
+    unsigned concurrency;
+    int server_up; /* its last answer was not one to retry */
     struct curl_slist *headers;
     char *url;
     char *token;
@@ -67,12 +91,7 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-typedef struct response {
-    char body[RESPONSE_MAX];
-    size_t len;
-} response;
-
-enum outcome { SENT_OK, SENT_WAIT_GAP, SENT_DROP, SENT_RETRY };
+enum outcome { SENT_OK, SENT_WAIT_GAP, SENT_DROP, SENT_RETRY, SENT_AGAIN };
 
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
@@ -184,93 +203,199 @@ static int close_gap(vpr_forwarder *f, const uint8_t run_id[VP_RUN_ID_LEN], uint
     return 1;
 }
 
-static enum outcome post(vpr_forwarder *f, const vp_spool_item *it)
+/* Starts the request for slot->items[slot->next]. Returns -1 once it is in
+ * flight, or an outcome at once: a spooled batch that cannot be read is
+ * dropped, one that cannot be copied is retried later. */
+static int start_post(vpr_forwarder *f, fwd_slot *slot)
 {
-    char id[33];
-    vp_run_id_hex(it->run_id, id);
+    const vp_spool_item *it = &slot->items[slot->next];
+    char id[33], why[128];
     vp_batch_view v;
-    char why[128];
-    uint8_t *msg = NULL;
     size_t len = 0;
     if (vp_batch_decode(it->body, it->len, &v, why, sizeof(why)) != VP_OK) {
+        vp_run_id_hex(it->run_id, id);
         vp_error("spooled batch %s/%llu is unreadable (%s); dropping it", id,
                  (unsigned long long)it->seq, why);
         return SENT_DROP;
     }
-    if (vp_batch_retoken(&v, f->token, &msg, &len) != VP_OK)
+    if (vp_batch_retoken(&v, f->token, &slot->msg, &len) != VP_OK)
         return SENT_RETRY;
-    response resp;
-    long code = send_batch(f, msg, len, &resp);
-    vp_free(msg);
-    if (code == 0) {
-        vp_warn("forwarding %s/%llu failed: %s", id, (unsigned long long)it->seq, resp.body);
+    slot->resp.len = 0;
+    slot->resp.body[0] = '\0';
+    curl_easy_setopt(slot->easy, CURLOPT_POSTFIELDS, (const char *)slot->msg);
+    curl_easy_setopt(slot->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(slot->easy, CURLOPT_WRITEDATA, &slot->resp);
+    if (curl_multi_add_handle(f->multi, slot->easy) != CURLM_OK) {
+        vp_free(slot->msg);
+        slot->msg = NULL;
         return SENT_RETRY;
     }
+    slot->in_flight = 1;
+    return -1;
+}
+
+/* What the server's answer to slot's request means. SENT_AGAIN: the gap
+ * before it was just closed, send it again. */
+static enum outcome judge(vpr_forwarder *f, fwd_slot *slot, CURLcode cc)
+{
+    const vp_spool_item *it = &slot->items[slot->next];
+    const char *body = slot->resp.body;
+    char id[33];
+    vp_run_id_hex(it->run_id, id);
+    if (cc != CURLE_OK) {
+        vp_warn("forwarding %s/%llu failed: %s", id, (unsigned long long)it->seq,
+                curl_easy_strerror(cc));
+        return SENT_RETRY;
+    }
+    long code = 0;
+    curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &code);
     if (code == 200)
         return SENT_OK;
     if (code == 409) {
-        json_t *j = json_loads(resp.body, 0, NULL);
+        json_t *j = json_loads(body, 0, NULL);
         json_t *e = json_object_get(j, "expected");
         long long expected = json_is_integer(e) ? json_integer_value(e) : -1;
         json_decref(j);
         if (expected > (long long)it->seq)
             return SENT_OK; /* the server has it already */
         if (expected >= 0 && close_gap(f, it->run_id, (uint64_t)expected, it->seq))
-            return post(f, it);
+            return SENT_AGAIN;
         vp_debug("server waits for %s/%lld before %llu", id, expected, (unsigned long long)it->seq);
         return SENT_WAIT_GAP;
     }
     if (code >= 400 && code < 500 && code != 408 && code != 429 && code != 401) {
         vp_error("server refused %s/%llu with %ld: %s; dropping it", id,
-                 (unsigned long long)it->seq, code, resp.body);
+                 (unsigned long long)it->seq, code, body);
         return SENT_DROP;
     }
-    vp_warn("server answered %ld for %s/%llu: %s", code, id, (unsigned long long)it->seq,
-            resp.body);
+    vp_warn("server answered %ld for %s/%llu: %s", code, id, (unsigned long long)it->seq, body);
     return SENT_RETRY;
 }
 
-/* One pass over the spooled runs. Returns 1 if it got anything done. */
-static int forward_pass(vpr_forwarder *f, int *retry)
-{
+/* The work of one pass: the runs the spool listed, each taken by the next
+ * free slot for one peek's worth of batches. */
+typedef struct pass {
     uint8_t ids[RUNS_PER_PASS][VP_RUN_ID_LEN];
-    vp_spool_item items[BATCHES_PER_RUN];
-    int progress = 0;
-    int nruns = vp_spool_runs(f->spool, ids, RUNS_PER_PASS);
-    for (int r = 0; r < nruns && !*retry; r++) {
-        int n = vp_spool_peek(f->spool, ids[r], items, BATCHES_PER_RUN);
-        for (int i = 0; i < n; i++) {
-            enum outcome o = post(f, &items[i]);
-            if (o == SENT_OK || o == SENT_DROP) {
-                vp_metric_add(&vpr_metrics[o == SENT_OK ? VPR_M_FORWARDED : VPR_M_FORWARD_DROPPED], 1);
-                if (vp_spool_done(f->spool, items[i].run_id, items[i].seq,
-                                  f->legacy_url && o == SENT_OK) != VP_OK) {
-                    *retry = 1;
-                    break;
-                }
-                progress = 1;
+    int runs, next_run;
+    int progress, retry;
+} pass;
+
+static void release_items(fwd_slot *slot)
+{
+    if (slot->count > 0)
+        vp_spool_items_free(slot->items, (size_t)slot->count);
+    slot->count = slot->next = 0;
+}
+
+/* Keeps slot busy: settles outcome o of its current item (or none: -1),
+ * then starts its next request, from its run or from the next run of the
+ * pass, until one is in flight or there is nothing left to start. */
+static void advance(vpr_forwarder *f, pass *p, fwd_slot *slot, int o)
+{
+    for (;;) {
+        if (o == SENT_OK || o == SENT_DROP) {
+            const vp_spool_item *it = &slot->items[slot->next];
+            vp_metric_add(&vpr_metrics[o == SENT_OK ? VPR_M_FORWARDED : VPR_M_FORWARD_DROPPED], 1);
+            if (vp_spool_done(f->spool, it->run_id, it->seq, f->legacy_url && o == SENT_OK) != VP_OK)
+                p->retry = 1;
+            else
+                p->progress = 1;
+            slot->next++;
+        } else if (o == SENT_RETRY) {
+            vp_metric_add(&vpr_metrics[VPR_M_FORWARD_RETRIES], 1);
+            p->retry = 1;
+        } else if (o == SENT_WAIT_GAP) {
+            release_items(slot); /* this run waits for a missing batch */
+        }
+        if (p->retry) {
+            release_items(slot);
+            return;
+        }
+        if (o != SENT_AGAIN && slot->next >= slot->count) {
+            release_items(slot);
+            if (p->next_run >= p->runs)
+                return;
+            int n = vp_spool_peek(f->spool, p->ids[p->next_run++], slot->items, VP_FORWARD_PEEK);
+            if (n <= 0) {
+                o = -1;
                 continue;
             }
-            if (o == SENT_RETRY) {
-                vp_metric_add(&vpr_metrics[VPR_M_FORWARD_RETRIES], 1);
-                *retry = 1;
-            }
-            break; /* this run waits for a missing batch, or the server is away */
+            slot->count = n;
         }
-        if (n > 0)
-            vp_spool_items_free(items, (size_t)n);
+        o = start_post(f, slot);
+        if (o < 0)
+            return;
     }
+}
+
+/* One pass over the spooled runs, up to f->concurrency requests at once.
+ * While the server may be away (at the start, after a failure) one request
+ * goes first and the others only follow its success: a server coming back
+ * meets one request, and one down costs one failed attempt per backoff.
+ * After a failure that calls for a retry no new request starts, and the
+ * ones in flight are settled. Returns 1 if it got anything done. */
+static int forward_pass(vpr_forwarder *f, int *retry)
+{
+    pass p = {.runs = 0};
+    p.runs = vp_spool_runs(f->spool, p.ids, RUNS_PER_PASS);
+    unsigned started = f->server_up ? f->concurrency : 1;
+    for (unsigned k = 0; k < started; k++)
+        advance(f, &p, &f->slots[k], -1);
+    for (;;) {
+        int running = 0, left = 0;
+        curl_multi_perform(f->multi, &running);
+        CURLMsg *m;
+        while ((m = curl_multi_info_read(f->multi, &left))) {
+            if (m->msg != CURLMSG_DONE)
+                continue;
+            char *private = NULL;
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &private);
+            fwd_slot *slot = (fwd_slot *)private;
+            CURLcode cc = m->data.result;
+            curl_multi_remove_handle(f->multi, slot->easy);
+            slot->in_flight = 0;
+            vp_free(slot->msg);
+            slot->msg = NULL;
+            enum outcome o = judge(f, slot, cc);
+            f->server_up = o != SENT_RETRY;
+            advance(f, &p, slot, (int)o);
+            for (; f->server_up && started < f->concurrency; started++)
+                advance(f, &p, &f->slots[started], -1);
+        }
+        unsigned busy = 0;
+        for (unsigned k = 0; k < f->concurrency; k++)
+            busy += (unsigned)f->slots[k].in_flight;
+        if (!busy)
+            break;
+        pthread_mutex_lock(&f->mu);
+        int quit = f->quit;
+        pthread_mutex_unlock(&f->mu);
+        if (quit) { /* what is in flight stays spooled: the server takes it again */
+            for (unsigned k = 0; k < f->concurrency; k++) {
+                fwd_slot *slot = &f->slots[k];
+                if (slot->in_flight)
+                    curl_multi_remove_handle(f->multi, slot->easy);
+                slot->in_flight = 0;
+                vp_free(slot->msg);
+                slot->msg = NULL;
+                release_items(slot);
+            }
+            break;
+        }
+        curl_multi_poll(f->multi, NULL, 0, 1000, NULL);
+    }
+    *retry = p.retry;
     if (f->legacy_url && mono_ms() >= f->legacy_next_ms) {
-        int ready = vp_spool_copies_ready(f->spool, ids, RUNS_PER_PASS);
+        int ready = vp_spool_copies_ready(f->spool, p.ids, RUNS_PER_PASS);
         for (int r = 0; r < ready; r++) {
-            if (vpr_legacy_send(f->spool, f->legacy_url, ids[r]) != VP_OK) {
+            if (vpr_legacy_send(f->spool, f->legacy_url, p.ids[r]) != VP_OK) {
                 f->legacy_next_ms = mono_ms() + 5000;
                 break;
             }
-            progress = 1;
+            p.progress = 1;
         }
     }
-    return progress;
+    return p.progress;
 }
 
 static void *forwarder_main(void *arg)
@@ -305,9 +430,39 @@ static void *forwarder_main(void *arg)
     return NULL;
 }
 
+/* A handle for requests to the server's batch intake; slot, if any, is
+ * where a finished transfer of the multi handle leads back to. */
+static CURL *new_easy(vpr_forwarder *f, fwd_slot *slot)
+{
+    CURL *e = curl_easy_init();
+    if (!e)
+        return NULL;
+    curl_easy_setopt(e, CURLOPT_URL, f->url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->headers);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, 5L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)slot);
+    return e;
+}
+
+static void free_curl(vpr_forwarder *f)
+{
+    for (unsigned k = 0; k < VP_MAX_FORWARD_CONCURRENCY; k++)
+        if (f->slots[k].easy)
+            curl_easy_cleanup(f->slots[k].easy);
+    if (f->multi)
+        curl_multi_cleanup(f->multi);
+    if (f->curl)
+        curl_easy_cleanup(f->curl);
+    curl_slist_free_all(f->headers);
+}
+
 vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_url,
                                    const char *server_token, uint64_t gap_wait_ms,
-                                   const char *legacy_url, char *err, size_t errlen)
+                                   const char *legacy_url, unsigned concurrency, char *err,
+                                   size_t errlen)
 {
     vpr_forwarder *f = vp_calloc(1, sizeof(*f));
     if (!f) {
@@ -327,11 +482,6 @@ vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_ur
     memcpy(f->url + n, "/api/v1/batches", sizeof("/api/v1/batches"));
     if (vp_spool_open(spool_path, UINT64_MAX, &f->spool, err, errlen) != VP_OK)
         goto fail;
-    f->curl = curl_easy_init();
-    if (!f->curl) {
-        snprintf(err, errlen, "cannot initialise libcurl");
-        goto fail;
-    }
     char auth[VP_MAX_TOKEN_LEN + 32];
     f->headers = curl_slist_append(NULL, "Content-Type: application/x-vmpv-batch");
     f->headers = curl_slist_append(f->headers, "Expect:"); /* no 100-continue round trip */
@@ -339,12 +489,16 @@ vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_ur
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", f->token);
         f->headers = curl_slist_append(f->headers, auth);
     }
-    curl_easy_setopt(f->curl, CURLOPT_URL, f->url);
-    curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, f->headers);
-    curl_easy_setopt(f->curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(f->curl, CURLOPT_TIMEOUT, 60L);
-    curl_easy_setopt(f->curl, CURLOPT_CONNECTTIMEOUT, 5L);
-    curl_easy_setopt(f->curl, CURLOPT_NOSIGNAL, 1L);
+    f->concurrency = concurrency < 1 ? 1 : concurrency > VP_MAX_FORWARD_CONCURRENCY ? VP_MAX_FORWARD_CONCURRENCY : concurrency;
+    f->curl = new_easy(f, NULL);
+    f->multi = curl_multi_init();
+    int have_all = f->headers && f->curl && f->multi;
+    for (unsigned k = 0; k < f->concurrency; k++)
+        have_all &= (f->slots[k].easy = new_easy(f, &f->slots[k])) != NULL;
+    if (!have_all) {
+        snprintf(err, errlen, "cannot initialise libcurl");
+        goto fail;
+    }
     f->rand_state = (unsigned)time(NULL);
     f->gap_wait_ms = gap_wait_ms;
     if (legacy_url && *legacy_url) {
@@ -367,9 +521,7 @@ vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_ur
     return f;
 fail:
     vp_free(f->legacy_url);
-    if (f->curl)
-        curl_easy_cleanup(f->curl);
-    curl_slist_free_all(f->headers);
+    free_curl(f);
     vp_spool_close(f->spool);
     vp_free(f->url);
     vp_free(f->token);
@@ -416,8 +568,7 @@ void vpr_forwarder_free(vpr_forwarder *f, uint64_t drain_ms)
     pthread_cond_signal(&f->cv);
     pthread_mutex_unlock(&f->mu);
     pthread_join(f->thread, NULL);
-    curl_easy_cleanup(f->curl);
-    curl_slist_free_all(f->headers);
+    free_curl(f);
     vp_spool_close(f->spool);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cv);

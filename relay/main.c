@@ -31,6 +31,7 @@ static const vp_option options[] = {
     {"contexts", "N", "32", "batches received concurrently"},
     {"gap-wait-ms", "MS", "600000", "how long a run waits for a missing batch before it is recorded as a gap"},
     {"drain-ms", "MS", "5000", "on SIGTERM, how long to keep forwarding before exiting"},
+    {"forward-concurrency", "N", "4", "runs forwarded to the server at once, one request each (1-16)"},
     {"metrics-listen", "HOST:PORT", "", "serve /healthz and /metrics here (empty: off)"},
     {"decimate", "on|off", "on", "thin long profiles to the seed's recommended rates"},
     {"decimate-after", "SECONDS", "3600", "profiles younger than this keep their full rate"},
@@ -148,11 +149,13 @@ int main(int argc, char **argv)
     }
     int level = vp_log_parse_level(vp_config_get(&cfg, "log-level"));
     vp_log_init("vmpv-relay", level < 0 ? VP_LOG_INFO : (enum vp_log_level)level);
-    uint64_t max_spool = 0, contexts = 0, drain_ms = 0, gap_wait_ms = 0;
+    uint64_t max_spool = 0, contexts = 0, drain_ms = 0, gap_wait_ms = 0, forward_concurrency = 0;
     if (vp_config_get_u64(&cfg, "max-spool-bytes", 1 << 20, 1ull << 50, &max_spool, err, sizeof(err)) ||
         vp_config_get_u64(&cfg, "contexts", 1, VP_MAX_RELAY_PENDING, &contexts, err, sizeof(err)) ||
         vp_config_get_u64(&cfg, "drain-ms", 0, 600000, &drain_ms, err, sizeof(err)) ||
-        vp_config_get_u64(&cfg, "gap-wait-ms", 0, 7u * 86400u * 1000u, &gap_wait_ms, err, sizeof(err))) {
+        vp_config_get_u64(&cfg, "gap-wait-ms", 0, 7u * 86400u * 1000u, &gap_wait_ms, err, sizeof(err)) ||
+        vp_config_get_u64(&cfg, "forward-concurrency", 1, VP_MAX_FORWARD_CONCURRENCY,
+                          &forward_concurrency, err, sizeof(err))) {
         fprintf(stderr, "vmpv-relay: %s\n", err);
         goto fail_cfg;
     }
@@ -189,7 +192,8 @@ int main(int argc, char **argv)
     vp_spool_hand_checkpoints(r.spool, r.checkpointer);
     r.forwarder = vpr_forwarder_start(spool_path, vp_config_get(&cfg, "server"),
                                       vp_config_get(&cfg, "server-token"), gap_wait_ms,
-                                      vp_config_get(&cfg, "legacy-sink"), err, sizeof(err));
+                                      vp_config_get(&cfg, "legacy-sink"),
+                                      (unsigned)forward_concurrency, err, sizeof(err));
     if (!r.forwarder) {
         fprintf(stderr, "vmpv-relay: %s\n", err);
         goto fail_spool;

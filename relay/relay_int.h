@@ -92,10 +92,12 @@ int vpr_thin_batch(vp_spool *spool, const vp_batch_view *v, const uint8_t *raw, 
  * (0 if nothing could be thinned) and in *removed the samples removed. */
 int64_t vpr_squeeze(vp_spool *spool, uint64_t *removed);
 
-/* forward.c: a thread that moves spooled batches to the server. */
+/* forward.c: a thread that moves spooled batches to the server, up to
+ * concurrency runs at once (1..VP_MAX_FORWARD_CONCURRENCY). */
 vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_url,
                                    const char *server_token, uint64_t gap_wait_ms,
-                                   const char *legacy_url, char *err, size_t errlen);
+                                   const char *legacy_url, unsigned concurrency, char *err,
+                                   size_t errlen);
 
 /* legacy.c: sends one whole run, rebuilt from the spool's kept copies, to an
  * old vmprof-viewer server (POST base_url/submit/); forgets the copies when

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import (Pipeline, assert_run_matches_vmprof, binary, free_port, start_daemon,
+from harness import (Pipeline, assert_run_matches_vmprof, binary, free_port, http_json, start_daemon,
                      start_server, wait_for_run)
 from synthetic import loadgen, make_profile, runs_sent
 from test_agent import finish, start_workload
@@ -126,6 +126,64 @@ def test_200_agents_at_once_every_sample_arrives(tmp_path: Path) -> None:
             at_agent = float(summary[key]) / 1000
             within = next(n for le, n in buckets if le >= at_agent)
             assert within >= pct * acks, (key, at_agent, buckets)
+    finally:
+        for d in (relay, server):
+            assert d.stop() == 0, d.log()[-2000:]
+
+
+def established_to(pid: int, port: int) -> int:
+    """TCP connections of process pid established to 127.0.0.1:port, as the
+    kernel lists them (/proc/net/tcp, matched to pid's socket inodes)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote_port = int(fields[2].split(":")[1], 16)
+        if remote_port == port and fields[3] == "01" and fields[9] in inodes:
+            count += 1
+    return count
+
+
+def test_a_backlog_is_forwarded_several_runs_at_once_each_run_whole(tmp_path: Path) -> None:
+    """A relay's spooled backlog of 24 runs goes to the server over
+    --forward-concurrency 4 connections at once (counted by the kernel,
+    never more than 4), one request per run at a time: every run arrives
+    complete with the generator's sample count."""
+    samples_per_run = 20000
+    profile = make_profile(tmp_path / "p.dat", samples_per_run)
+    args = ["--listen", "tcp://127.0.0.1:0", "--data", str(tmp_path / "relay")]
+    relay = start_daemon("vmpv-relay", [*args, "--server", f"http://127.0.0.1:{free_port()}"],
+                         tmp_path / "relay-run")
+    try:
+        sent = runs_sent(loadgen(relay.address, profile, "--agents", "24", "--runs", "1"))
+    finally:
+        assert relay.stop() == 0, relay.log()[-2000:]
+    assert len(sent) == 24
+    server = start_server(tmp_path)
+    port = int(server.address.rsplit(":", 1)[1].strip("/"))
+    relay = start_daemon("vmpv-relay", [*args, "--server", server.address, "--forward-concurrency", "4"],
+                         tmp_path / "relay-run2")
+    try:
+        most = 0
+        pending = set(sent)
+        deadline = time.monotonic() + 120
+        while pending:
+            most = max(most, established_to(relay.proc.pid, port))
+            for run_id in list(pending):
+                status, run = http_json(f"{server.address}/api/runs/{run_id}")
+                if status == 200 and run["status"] == "complete":
+                    assert run["samples"] == sent[run_id]
+                    pending.discard(run_id)
+            assert time.monotonic() < deadline, pending
+        most = max(most, established_to(relay.proc.pid, port))
+        assert 2 <= most <= 4, most
     finally:
         for d in (relay, server):
             assert d.stop() == 0, d.log()[-2000:]
