@@ -9,9 +9,10 @@ into its spool; it is stopped, a fresh vmpv-server is started, and the
 relay is started again against it. The clock runs from that start until
 the relay's vmpv_relay_forwarded_total reaches the number of batches sent;
 the server's run list must then show every run complete with its samples.
-Prints batches/s and samples/s forwarded and the CPU of relay and server.
+Prints batches/s and samples/s forwarded and the CPU of relay and server,
+for each --forward-concurrency in --concurrency (interleaved round by round).
 
-  bench/forward_bench.py [--repeat N] [--agents N] [--runs N] [--samples N] [--relay-arg ARG ...]
+  bench/forward_bench.py [--repeat N] [--concurrency 1,4,8] [--agents N] [--runs N] [--samples N]
 Uses $VMPV_BUILD or build-release/ (bench/README.md).
 """
 from __future__ import annotations
@@ -35,7 +36,7 @@ def metric(url: str, name: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-def one_round(tmp: Path, prof: Path, a: argparse.Namespace) -> dict:
+def one_round(tmp: Path, prof: Path, a: argparse.Namespace, concurrency: int) -> dict:
     nobody = f"http://127.0.0.1:{c.free_port()}"
     relay_args = ["--listen", "tcp://127.0.0.1:0", "--data", str(tmp / "relay"), "--log-level", "warn"]
     relay = c.start_daemon("vmpv-relay", [*relay_args, "--server", nobody], tmp / "relay-run")
@@ -55,7 +56,8 @@ def one_round(tmp: Path, prof: Path, a: argparse.Namespace) -> dict:
     port = c.free_port()
     t0 = time.monotonic()
     relay = c.start_daemon("vmpv-relay", [*relay_args, "--server", server_url, "--metrics-listen",
-                                          f"127.0.0.1:{port}", *a.relay_arg], tmp / "relay-run2")
+                                          f"127.0.0.1:{port}", "--forward-concurrency", str(concurrency)],
+                            tmp / "relay-run2")
     try:
         metrics = f"http://127.0.0.1:{port}/metrics"
         while metric(metrics, "vmpv_relay_forwarded_total") < batches:
@@ -83,26 +85,30 @@ def main() -> None:
     ap.add_argument("--agents", type=int, default=100)
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--samples", type=int, default=20000, help="samples per generated run")
-    ap.add_argument("--relay-arg", action="append", default=[], help="passed to the forwarding relay")
+    ap.add_argument("--concurrency", default="1,4", help="--forward-concurrency values, comma-separated")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="vmpv-forward-bench-") as d:
         tmp = Path(d)
         prof = tmp / "p.dat"
         subprocess.run([sys.executable, str(c.HERE / "make_profile.py"), str(prof), "--samples", str(a.samples)],
                        check=True, stdout=subprocess.DEVNULL)
-        rounds = []
+        levels = [int(x) for x in a.concurrency.split(",")]
+        rounds: dict[int, list[dict]] = {k: [] for k in levels}
         for i in range(a.repeat):
-            r = one_round(tmp / f"round{i}", prof, a)
-            rounds.append(r)
-            print(f"round {i}: {r['batches']} batches, {r['samples']} samples in {r['seconds']:.2f} s; "
-                  f"relay CPU {r['relay_cpu']:.2f} s, server CPU {r['server_cpu']:.2f} s", flush=True)
+            for k in levels:
+                r = one_round(tmp / f"round{i}-{k}", prof, a, k)
+                rounds[k].append(r)
+                print(f"round {i}, concurrency {k}: {r['batches']} batches, {r['samples']} samples in "
+                      f"{r['seconds']:.2f} s; relay CPU {r['relay_cpu']:.2f} s, server CPU {r['server_cpu']:.2f} s",
+                      flush=True)
         med = c.median
-        print(f"{'forwarded, batches/s':36} {med([r['batches'] / r['seconds'] for r in rounds]):12.0f}")
-        print(f"{'forwarded, samples/s':36} {med([r['samples'] / r['seconds'] for r in rounds]):12.0f}  "
-              f"{[round(r['samples'] / r['seconds']) for r in rounds]}")
-        print(f"{'relay / server CPU per 1M samples, s':36} "
-              f"{med([r['relay_cpu'] / r['samples'] * 1e6 for r in rounds]):6.2f} / "
-              f"{med([r['server_cpu'] / r['samples'] * 1e6 for r in rounds]):.2f}")
+        for k in levels:
+            rs = rounds[k]
+            print(f"concurrency {k:2}: {med([r['samples'] / r['seconds'] for r in rs]):10.0f} samples/s "
+                  f"({med([r['batches'] / r['seconds'] for r in rs]):.0f} batches/s) "
+                  f"{[round(r['samples'] / r['seconds']) for r in rs]}; CPU per 1M samples: relay "
+                  f"{med([r['relay_cpu'] / r['samples'] * 1e6 for r in rs]):.2f} s, server "
+                  f"{med([r['server_cpu'] / r['samples'] * 1e6 for r in rs]):.2f} s")
         print(c.machine())
 
 
