@@ -501,35 +501,43 @@ void vp_spool_items_free(vp_spool_item *items, size_t count)
     }
 }
 
-int vp_spool_done(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq, int keep_copy)
+/* One forwarded batch, inside vp_spool_done's transaction. */
+static int done_one(vp_spool *s, const vp_spool_done_req *r)
 {
-    int rc = VP_EIO;
-    pthread_mutex_lock(&s->mu);
-    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        goto done;
     int c = SQLITE_DONE;
-    if (keep_copy) {
+    if (r->keep_copy) {
         sqlite3_stmt *cp = NULL;
         c = sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO copies SELECT b.run_id, b.seq, b.kind, d.body"
                                       " FROM batches b JOIN bodies d ON d.id = b.body_id"
                                       " WHERE b.run_id=? AND b.seq=?", -1, &cp, NULL);
         if (c == SQLITE_OK) {
-            sqlite3_bind_blob(cp, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
-            sqlite3_bind_int64(cp, 2, (sqlite3_int64)seq);
+            sqlite3_bind_blob(cp, 1, r->run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+            sqlite3_bind_int64(cp, 2, (sqlite3_int64)r->seq);
             c = sqlite3_step(cp);
         }
         sqlite3_finalize(cp);
     }
-    sqlite3_bind_blob(s->mark, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
-    sqlite3_bind_int64(s->mark, 2, (sqlite3_int64)(seq + 1));
+    sqlite3_bind_blob(s->mark, 1, r->run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(s->mark, 2, (sqlite3_int64)(r->seq + 1));
     int a = sqlite3_step(s->mark);
     sqlite3_reset(s->mark);
-    sqlite3_bind_blob(s->del, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
-    sqlite3_bind_int64(s->del, 2, (sqlite3_int64)seq);
+    sqlite3_bind_blob(s->del, 1, r->run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(s->del, 2, (sqlite3_int64)r->seq);
     int b = sqlite3_step(s->del);
     sqlite3_reset(s->del);
-    if (a == SQLITE_DONE && b == SQLITE_DONE && c == SQLITE_DONE &&
-        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+    return a == SQLITE_DONE && b == SQLITE_DONE && c == SQLITE_DONE ? VP_OK : VP_EIO;
+}
+
+int vp_spool_done(vp_spool *s, const vp_spool_done_req *reqs, size_t n)
+{
+    int rc = VP_EIO;
+    pthread_mutex_lock(&s->mu);
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        goto done;
+    size_t i = 0;
+    while (i < n && done_one(s, &reqs[i]) == VP_OK)
+        i++;
+    if (i == n && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
         rc = VP_OK;
     else
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);

@@ -103,10 +103,18 @@ int vp_spool_peek(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], vp_spool_ite
                   size_t cap);
 void vp_spool_items_free(vp_spool_item *items, size_t count);
 
-/* vp_spool_done removes a forwarded batch and remembers that seqs up to it
- * were forwarded, so a late resend is recognised as a duplicate. With
- * keep_copy the batch moves to the second sink's table instead of going. */
-int vp_spool_done(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], uint64_t seq, int keep_copy);
+/* A forwarded batch, for vp_spool_done. */
+typedef struct vp_spool_done_req {
+    uint8_t run_id[VP_RUN_ID_LEN];
+    uint64_t seq;
+    int keep_copy; /* move it to the second sink's table instead of dropping it */
+} vp_spool_done_req;
+
+/* vp_spool_done removes n forwarded batches in one transaction (one sync
+ * for all) and remembers that each run's seqs up to them were forwarded, so
+ * a late resend is recognised as a duplicate. All or none: on VP_EIO every
+ * one stays spooled. */
+int vp_spool_done(vp_spool *s, const vp_spool_done_req *reqs, size_t n);
 
 /* The second sink's table: batches kept by vp_spool_done(..., 1) until the
  * whole run has gone to the second sink. */

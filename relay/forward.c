@@ -278,7 +278,19 @@ typedef struct pass {
     uint8_t ids[RUNS_PER_PASS][VP_RUN_ID_LEN];
     int runs, next_run;
     int progress, retry;
+    /* Confirmed by the server, still spooled: removed together, one sync
+     * for many. A crash before that only makes the server see them again,
+     * and it answers "duplicate". */
+    vp_spool_done_req done[VP_MAX_FORWARD_CONCURRENCY * VP_FORWARD_PEEK];
+    size_t ndone;
 } pass;
+
+static void remove_done(vpr_forwarder *f, pass *p)
+{
+    if (p->ndone && vp_spool_done(f->spool, p->done, p->ndone) != VP_OK)
+        p->retry = 1; /* they stay spooled and go again */
+    p->ndone = 0;
+}
 
 static void release_items(fwd_slot *slot)
 {
@@ -296,10 +308,13 @@ static void advance(vpr_forwarder *f, pass *p, fwd_slot *slot, int o)
         if (o == SENT_OK || o == SENT_DROP) {
             const vp_spool_item *it = &slot->items[slot->next];
             vp_metric_add(&vpr_metrics[o == SENT_OK ? VPR_M_FORWARDED : VPR_M_FORWARD_DROPPED], 1);
-            if (vp_spool_done(f->spool, it->run_id, it->seq, f->legacy_url && o == SENT_OK) != VP_OK)
-                p->retry = 1;
-            else
-                p->progress = 1;
+            if (p->ndone == sizeof(p->done) / sizeof(p->done[0]))
+                remove_done(f, p);
+            vp_spool_done_req *d = &p->done[p->ndone++];
+            memcpy(d->run_id, it->run_id, VP_RUN_ID_LEN);
+            d->seq = it->seq;
+            d->keep_copy = f->legacy_url && o == SENT_OK;
+            p->progress = 1;
             slot->next++;
         } else if (o == SENT_RETRY) {
             vp_metric_add(&vpr_metrics[VPR_M_FORWARD_RETRIES], 1);
@@ -384,6 +399,7 @@ static int forward_pass(vpr_forwarder *f, int *retry)
         }
         curl_multi_poll(f->multi, NULL, 0, 1000, NULL);
     }
+    remove_done(f, &p);
     *retry = p.retry;
     if (f->legacy_url && mono_ms() >= f->legacy_next_ms) {
         int ready = vp_spool_copies_ready(f->spool, p.ids, RUNS_PER_PASS);

@@ -189,6 +189,50 @@ def test_a_backlog_is_forwarded_several_runs_at_once_each_run_whole(tmp_path: Pa
             assert d.stop() == 0, d.log()[-2000:]
 
 
+def test_relay_killed_while_forwarding_a_backlog_stores_nothing_twice(tmp_path: Path) -> None:
+    """The forwarder removes what the server confirmed in groups; SIGKILL
+    while it forwards a backlog, then a restart: batches confirmed but still
+    spooled go again, and the server takes each batch once (every run
+    complete with exactly the generator's count)."""
+    import signal
+    samples_per_run = 20000
+    profile = make_profile(tmp_path / "p.dat", samples_per_run)
+    args = ["--listen", "tcp://127.0.0.1:0", "--data", str(tmp_path / "relay")]
+    relay = start_daemon("vmpv-relay", [*args, "--server", f"http://127.0.0.1:{free_port()}"],
+                         tmp_path / "relay-run")
+    try:
+        sent = runs_sent(loadgen(relay.address, profile, "--agents", "24", "--runs", "1"))
+    finally:
+        assert relay.stop() == 0, relay.log()[-2000:]
+    server = start_server(tmp_path)
+    port = free_port()
+    relay = start_daemon("vmpv-relay", [*args, "--server", server.address, "--metrics-listen",
+                                        f"127.0.0.1:{port}"], tmp_path / "relay-run2")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            _, text = http_json(f"http://127.0.0.1:{port}/metrics")
+            forwarded = int(next(l.split()[-1] for l in text.splitlines()
+                                 if l.startswith("vmpv_relay_forwarded_total")))
+            if forwarded >= 60:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        relay.stop(signal.SIGKILL)
+        relay = start_daemon("vmpv-relay", [*args, "--server", server.address], tmp_path / "relay-run3")
+        for run_id, samples in sent.items():
+            run = wait_for_run(server.address, run_id, timeout=120)
+            assert run["status"] == "complete" and run["samples"] == samples, run
+        # The kill landed while confirmed batches were still spooled: they
+        # went again, and the server knew them.
+        _, text = http_json(f"{server.address}/metrics")
+        assert int(next(l.split()[-1] for l in text.splitlines()
+                        if l.startswith('vmpv_server_batches_total{result="duplicate"}'))) > 0
+    finally:
+        for d in (relay, server):
+            assert d.stop() == 0, d.log()[-2000:]
+
+
 def test_a_batch_that_never_comes_is_recorded_as_a_gap(tmp_path: Path) -> None:
     """The agent side loses DATA batch 2 (vmpv-loadgen --skip-seq 2): after
     --gap-wait-ms the relay tells the server, which records the gap and
