@@ -231,6 +231,7 @@ static int start_post(vpr_forwarder *f, fwd_slot *slot)
         return SENT_RETRY;
     }
     slot->in_flight = 1;
+    vp_metric_add(&vpr_metrics[VPR_M_FORWARD_IN_FLIGHT], 1);
     return -1;
 }
 
@@ -369,6 +370,7 @@ static int forward_pass(vpr_forwarder *f, int *retry)
             CURLcode cc = m->data.result;
             curl_multi_remove_handle(f->multi, slot->easy);
             slot->in_flight = 0;
+            vp_metric_sub(&vpr_metrics[VPR_M_FORWARD_IN_FLIGHT], 1);
             vp_free(slot->msg);
             slot->msg = NULL;
             enum outcome o = judge(f, slot, cc);
@@ -388,8 +390,10 @@ static int forward_pass(vpr_forwarder *f, int *retry)
         if (quit) { /* what is in flight stays spooled: the server takes it again */
             for (unsigned k = 0; k < f->concurrency; k++) {
                 fwd_slot *slot = &f->slots[k];
-                if (slot->in_flight)
+                if (slot->in_flight) {
                     curl_multi_remove_handle(f->multi, slot->easy);
+                    vp_metric_sub(&vpr_metrics[VPR_M_FORWARD_IN_FLIGHT], 1);
+                }
                 slot->in_flight = 0;
                 vp_free(slot->msg);
                 slot->msg = NULL;

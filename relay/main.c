@@ -61,13 +61,15 @@ vp_metric vpr_metrics[VPR_M_COUNT] = {
     [VPR_M_FORWARD_RETRIES] = {"vmpv_relay_forward_retries_total", "forwarding attempts to retry", 0, 0},
     [VPR_M_FORWARD_DROPPED] = {"vmpv_relay_forward_dropped_total", "batches the server refused for good", 0, 0},
     [VPR_M_AGENTS] = {"vmpv_relay_agents_connected", "agent connections open now", 1, 0},
-    [VPR_M_SPOOL_BYTES] = {"vmpv_relay_spool_bytes", "batch bytes in the spool, not yet forwarded", 1, 0},
+    [VPR_M_SPOOL_BYTES] = {"vmpv_relay_spool_bytes",
+                           "batch bytes in the spool, not yet forwarded: the forward queue", 1, 0},
     [VPR_M_THINNED] = {"vmpv_relay_decimated_samples_total", "samples removed by decimation", 0, 0},
     [VPR_M_GAPS] = {"vmpv_relay_gaps_total", "missing batches given up on and recorded as gaps", 0, 0},
     [VPR_M_LEGACY_SENT] = {"vmpv_relay_second_sink_runs_total", "runs the old-protocol server took", 0, 0},
     [VPR_M_ACK_LATENCY] = {"vmpv_relay_ack_seconds",
                            "from a batch's arrival to its acknowledgement leaving the relay", 0, 0,
                            &vpr_ack_latency},
+    [VPR_M_FORWARD_IN_FLIGHT] = {"vmpv_relay_forward_in_flight", "requests to the server under way", 1, 0},
 };
 
 /* SIGHUP: re-read --config and the flags; the agents' token and the log

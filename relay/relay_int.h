@@ -54,6 +54,7 @@ enum {
     VPR_M_GAPS,
     VPR_M_LEGACY_SENT,
     VPR_M_ACK_LATENCY,
+    VPR_M_FORWARD_IN_FLIGHT,
     VPR_M_COUNT
 };
 extern vp_metric vpr_metrics[VPR_M_COUNT];

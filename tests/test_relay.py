@@ -168,14 +168,21 @@ def test_a_backlog_is_forwarded_several_runs_at_once_each_run_whole(tmp_path: Pa
     assert len(sent) == 24
     server = start_server(tmp_path)
     port = int(server.address.rsplit(":", 1)[1].strip("/"))
-    relay = start_daemon("vmpv-relay", [*args, "--server", server.address, "--forward-concurrency", "4"],
-                         tmp_path / "relay-run2")
+    ops = free_port()
+    relay = start_daemon("vmpv-relay", [*args, "--server", server.address, "--forward-concurrency", "4",
+                                        "--metrics-listen", f"127.0.0.1:{ops}"], tmp_path / "relay-run2")
+
+    def in_flight() -> int:
+        _, text = http_json(f"http://127.0.0.1:{ops}/metrics")
+        return int(next(l.split()[-1] for l in text.splitlines()
+                        if l.startswith("vmpv_relay_forward_in_flight ")))
     try:
-        most = 0
+        most = most_in_flight = 0
         pending = set(sent)
         deadline = time.monotonic() + 120
         while pending:
             most = max(most, established_to(relay.proc.pid, port))
+            most_in_flight = max(most_in_flight, in_flight())
             for run_id in list(pending):
                 status, run = http_json(f"{server.address}/api/runs/{run_id}")
                 if status == 200 and run["status"] == "complete":
@@ -184,6 +191,10 @@ def test_a_backlog_is_forwarded_several_runs_at_once_each_run_whole(tmp_path: Pa
             assert time.monotonic() < deadline, pending
         most = max(most, established_to(relay.proc.pid, port))
         assert 2 <= most <= 4, most
+        assert 1 <= most_in_flight <= 4, most_in_flight
+        while in_flight() != 0:  # the spool is empty: nothing left to send
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
     finally:
         for d in (relay, server):
             assert d.stop() == 0, d.log()[-2000:]
