@@ -587,6 +587,7 @@ void vpr_forwarder_free(vpr_forwarder *f, uint64_t drain_ms)
     f->quit = 1;
     pthread_cond_signal(&f->cv);
     pthread_mutex_unlock(&f->mu);
+    curl_multi_wakeup(f->multi); /* out of a wait for the server: drain-ms is the bound */
     pthread_join(f->thread, NULL);
     free_curl(f);
     vp_spool_close(f->spool);

@@ -244,6 +244,56 @@ def test_relay_killed_while_forwarding_a_backlog_stores_nothing_twice(tmp_path: 
             assert d.stop() == 0, d.log()[-2000:]
 
 
+def test_sigterm_exits_within_drain_ms_even_when_the_server_hangs(tmp_path: Path) -> None:
+    """A server that takes connections and never answers holds every
+    forwarding request; SIGTERM with --drain-ms 300 still ends the relay
+    promptly after those 300 ms, cleanly, with every batch kept in the
+    spool."""
+    import signal
+    import socket
+    import sqlite3
+    import threading
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)
+    held = []
+
+    def swallow() -> None:
+        while True:
+            try:
+                conn, _ = hole.accept()
+            except OSError:
+                return
+            held.append(conn)  # read nothing, answer nothing
+
+    threading.Thread(target=swallow, daemon=True).start()
+    profile = make_profile(tmp_path / "p.dat", 4000)
+    relay = start_daemon("vmpv-relay", ["--listen", "tcp://127.0.0.1:0", "--data", str(tmp_path / "relay"),
+                                        "--server", f"http://127.0.0.1:{hole.getsockname()[1]}",
+                                        "--drain-ms", "300"], tmp_path / "relay-run")
+    try:
+        out = loadgen(relay.address, profile, "--agents", "6", "--runs", "1")
+        deadline = time.monotonic() + 10
+        while not held:  # the forwarder is waiting for an answer now
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        started = time.monotonic()
+        code = relay.stop(signal.SIGTERM, timeout=30)
+        took = time.monotonic() - started
+    finally:
+        relay.stop()
+        hole.close()
+        for c in held:
+            c.close()
+    assert code == 0, relay.log()[-2000:]
+    assert took < 0.3 + 0.5, took  # drain-ms, then a prompt exit
+    words = next(l for l in out.splitlines() if l.startswith("agents ")).split()
+    batches = int(dict(zip(words[::2], words[1::2]))["batches"])
+    db = sqlite3.connect(f"file:{tmp_path / 'relay' / 'spool.sqlite'}?mode=ro", uri=True)
+    assert db.execute("SELECT count(*) FROM batches").fetchone()[0] == batches
+    db.close()
+
+
 def test_a_batch_that_never_comes_is_recorded_as_a_gap(tmp_path: Path) -> None:
     """The agent side loses DATA batch 2 (vmpv-loadgen --skip-seq 2): after
     --gap-wait-ms the relay tells the server, which records the gap and
