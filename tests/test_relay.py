@@ -151,13 +151,11 @@ def established_to(pid: int, port: int) -> int:
     return count
 
 
-def test_a_backlog_is_forwarded_several_runs_at_once_each_run_whole(tmp_path: Path) -> None:
-    """A relay's spooled backlog of 24 runs goes to the server over
-    --forward-concurrency 4 connections at once (counted by the kernel,
-    never more than 4), one request per run at a time: every run arrives
-    complete with the generator's sample count."""
-    samples_per_run = 20000
-    profile = make_profile(tmp_path / "p.dat", samples_per_run)
+def spool_a_backlog(tmp_path: Path) -> tuple[list[str], dict[str, int]]:
+    """24 runs of 20,000 samples in the spool of a relay that had no server,
+    stopped; returns the flags that start it again on that spool, and the
+    runs sent (id -> samples)."""
+    profile = make_profile(tmp_path / "p.dat", 20000)
     args = ["--listen", "tcp://127.0.0.1:0", "--data", str(tmp_path / "relay")]
     relay = start_daemon("vmpv-relay", [*args, "--server", f"http://127.0.0.1:{free_port()}"],
                          tmp_path / "relay-run")
@@ -166,6 +164,15 @@ def test_a_backlog_is_forwarded_several_runs_at_once_each_run_whole(tmp_path: Pa
     finally:
         assert relay.stop() == 0, relay.log()[-2000:]
     assert len(sent) == 24
+    return args, sent
+
+
+def test_a_backlog_is_forwarded_several_runs_at_once_each_run_whole(tmp_path: Path) -> None:
+    """A relay's spooled backlog of 24 runs goes to the server over
+    --forward-concurrency 4 connections at once (counted by the kernel,
+    never more than 4), one request per run at a time: every run arrives
+    complete with the generator's sample count."""
+    args, sent = spool_a_backlog(tmp_path)
     server = start_server(tmp_path)
     port = int(server.address.rsplit(":", 1)[1].strip("/"))
     ops = free_port()
@@ -206,15 +213,7 @@ def test_relay_killed_while_forwarding_a_backlog_stores_nothing_twice(tmp_path: 
     spooled go again, and the server takes each batch once (every run
     complete with exactly the generator's count)."""
     import signal
-    samples_per_run = 20000
-    profile = make_profile(tmp_path / "p.dat", samples_per_run)
-    args = ["--listen", "tcp://127.0.0.1:0", "--data", str(tmp_path / "relay")]
-    relay = start_daemon("vmpv-relay", [*args, "--server", f"http://127.0.0.1:{free_port()}"],
-                         tmp_path / "relay-run")
-    try:
-        sent = runs_sent(loadgen(relay.address, profile, "--agents", "24", "--runs", "1"))
-    finally:
-        assert relay.stop() == 0, relay.log()[-2000:]
+    args, sent = spool_a_backlog(tmp_path)
     server = start_server(tmp_path)
     port = free_port()
     relay = start_daemon("vmpv-relay", [*args, "--server", server.address, "--metrics-listen",
