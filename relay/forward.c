@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,8 +71,9 @@ struct vpr_forwarder {
     vp_spool *spool;
     CURL *curl; /* gap notices, one at a time, between requests */
     CURLM *multi;
-    fwd_slot slots[VP_MAX_FORWARD_CONCURRENCY];
-    unsigned concurrency;
+    fwd_slot slots[VP_MAX_FORWARD_CONCURRENCY]; /* every one ready: SIGHUP may use more */
+    unsigned concurrency;                       /* for the pass under way */
+    _Atomic unsigned wanted_concurrency;        /* from the next pass on */
     int server_up; /* its last answer was not one to retry */
     struct curl_slist *headers;
     char *url;
@@ -353,6 +355,7 @@ static void advance(vpr_forwarder *f, pass *p, fwd_slot *slot, int o)
 static int forward_pass(vpr_forwarder *f, int *retry)
 {
     pass p = {.runs = 0};
+    f->concurrency = atomic_load(&f->wanted_concurrency);
     p.runs = vp_spool_runs(f->spool, p.ids, RUNS_PER_PASS);
     unsigned started = f->server_up ? f->concurrency : 1;
     for (unsigned k = 0; k < started; k++)
@@ -509,11 +512,11 @@ vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_ur
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", f->token);
         f->headers = curl_slist_append(f->headers, auth);
     }
-    f->concurrency = concurrency < 1 ? 1 : concurrency > VP_MAX_FORWARD_CONCURRENCY ? VP_MAX_FORWARD_CONCURRENCY : concurrency;
+    vpr_forwarder_set_concurrency(f, concurrency);
     f->curl = new_easy(f, NULL);
     f->multi = curl_multi_init();
     int have_all = f->headers && f->curl && f->multi;
-    for (unsigned k = 0; k < f->concurrency; k++)
+    for (unsigned k = 0; k < VP_MAX_FORWARD_CONCURRENCY; k++)
         have_all &= (f->slots[k].easy = new_easy(f, &f->slots[k])) != NULL;
     if (!have_all) {
         snprintf(err, errlen, "cannot initialise libcurl");
@@ -547,6 +550,11 @@ fail:
     vp_free(f->token);
     vp_free(f);
     return NULL;
+}
+
+void vpr_forwarder_set_concurrency(vpr_forwarder *f, unsigned n)
+{
+    atomic_store(&f->wanted_concurrency, n < 1 ? 1 : n > VP_MAX_FORWARD_CONCURRENCY ? VP_MAX_FORWARD_CONCURRENCY : n);
 }
 
 void vpr_forwarder_kick(vpr_forwarder *f)

@@ -72,8 +72,9 @@ vp_metric vpr_metrics[VPR_M_COUNT] = {
     [VPR_M_FORWARD_IN_FLIGHT] = {"vmpv_relay_forward_in_flight", "requests to the server under way", 1, 0},
 };
 
-/* SIGHUP: re-read --config and the flags; the agents' token and the log
- * level take effect at once, the rest needs a restart (and says so). */
+/* SIGHUP: re-read --config and the flags; the agents' token, the log level
+ * and forward-concurrency take effect at once, the rest needs a restart
+ * (and says so). */
 static void on_reload(uv_signal_t *sig, int signum)
 {
     vpr_relay *r = sig->data;
@@ -87,14 +88,23 @@ static void on_reload(uv_signal_t *sig, int signum)
         vp_config_free(&fresh);
         return;
     }
+    uint64_t concurrency = 0;
+    if (vp_config_get_u64(&fresh, "forward-concurrency", 1, VP_MAX_FORWARD_CONCURRENCY, &concurrency,
+                          err, sizeof(err)) != VP_OK) {
+        vp_error("SIGHUP: config not reloaded: %s", err);
+        vp_config_free(&fresh);
+        return;
+    }
     int level = vp_log_parse_level(vp_config_get(&fresh, "log-level"));
     if (level >= 0)
         vp_log_init("vmpv-relay", (enum vp_log_level)level);
+    vpr_forwarder_set_concurrency(r->forwarder, (unsigned)concurrency);
     vp_config old = live_cfg;
     live_cfg = fresh;
     r->token = vp_config_get(&live_cfg, "token"); /* read only on this thread */
     vp_config_free(&old);
-    vp_info("SIGHUP: reloaded the token and log level (listen, server, data and limits need a restart)");
+    vp_info("SIGHUP: reloaded the token, the log level and forward-concurrency (%u); listen, server, "
+            "data and limits need a restart", (unsigned)concurrency);
 }
 
 static void on_stop_check(uv_timer_t *t)

@@ -105,6 +105,9 @@ vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_ur
  * it took them, or when the run can never be sent (logged). Forwarder
  * thread only. VP_EIO if the old server did not take it (retry later). */
 int vpr_legacy_send(vp_spool *spool, const char *base_url, const uint8_t run_id[VP_RUN_ID_LEN]);
+/* From the next pass on, forward up to n runs at once (1..
+ * VP_MAX_FORWARD_CONCURRENCY). Thread-safe. */
+void vpr_forwarder_set_concurrency(vpr_forwarder *f, unsigned n);
 /* Wakes the forwarder: something new is in the spool. Thread-safe. */
 void vpr_forwarder_kick(vpr_forwarder *f);
 /* Gives the forwarder up to drain_ms to empty the spool, then stops it. */

@@ -151,20 +151,66 @@ def established_to(pid: int, port: int) -> int:
     return count
 
 
-def spool_a_backlog(tmp_path: Path) -> tuple[list[str], dict[str, int]]:
-    """24 runs of 20,000 samples in the spool of a relay that had no server,
-    stopped; returns the flags that start it again on that spool, and the
-    runs sent (id -> samples)."""
+def spool_a_backlog(tmp_path: Path, runs: int = 24) -> tuple[list[str], dict[str, int]]:
+    """runs runs of 20,000 samples in the spool of a relay that had no
+    server, stopped; returns the flags that start it again on that spool,
+    and the runs sent (id -> samples)."""
     profile = make_profile(tmp_path / "p.dat", 20000)
     args = ["--listen", "tcp://127.0.0.1:0", "--data", str(tmp_path / "relay")]
     relay = start_daemon("vmpv-relay", [*args, "--server", f"http://127.0.0.1:{free_port()}"],
                          tmp_path / "relay-run")
     try:
-        sent = runs_sent(loadgen(relay.address, profile, "--agents", "24", "--runs", "1"))
+        sent = runs_sent(loadgen(relay.address, profile, "--agents", str(runs), "--runs", "1"))
     finally:
         assert relay.stop() == 0, relay.log()[-2000:]
-    assert len(sent) == 24
+    assert len(sent) == runs
     return args, sent
+
+
+def test_sighup_reloads_the_token_and_forward_concurrency(tmp_path: Path) -> None:
+    """Started from a config file with token "first" and one request at a
+    time, the relay re-reads it on SIGHUP: from then on it forwards its
+    backlog over several connections, refuses the old token and takes the
+    new one; every run still arrives whole."""
+    import signal
+    args, sent = spool_a_backlog(tmp_path, runs=48)
+    server = start_server(tmp_path)
+    port = int(server.address.rsplit(":", 1)[1].strip("/"))
+    conf = tmp_path / "relay.conf"
+    conf.write_text("token = first\nforward-concurrency = 1\n")
+    ops = free_port()
+    relay = start_daemon("vmpv-relay", ["--config", str(conf), *args, "--server", server.address,
+                                        "--metrics-listen", f"127.0.0.1:{ops}"], tmp_path / "relay-run2")
+    try:
+        conf.write_text("token = second\nforward-concurrency = 4\n")
+        relay.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "SIGHUP: reloaded" not in relay.log():
+            assert time.monotonic() < deadline, relay.log()[-2000:]
+            time.sleep(0.01)
+        assert "forward-concurrency (4)" in relay.log()
+        most = 0
+        pending = set(sent)
+        while pending:
+            most = max(most, established_to(relay.proc.pid, port))
+            for run_id in list(pending):
+                status, run = http_json(f"{server.address}/api/runs/{run_id}")
+                if status == 200 and run["status"] == "complete":
+                    assert run["samples"] == sent[run_id]
+                    pending.discard(run_id)
+            assert time.monotonic() < deadline + 90, pending
+        assert 2 <= most <= 4, most
+
+        small = make_profile(tmp_path / "small.dat", 2000)
+        with pytest.raises(subprocess.TimeoutExpired):  # refused again and again
+            loadgen(relay.address, small, "--agents", "1", "--token", "first", timeout=3)
+        _, text = http_json(f"http://127.0.0.1:{ops}/metrics")
+        assert int(next(l.split()[-1] for l in text.splitlines()
+                        if l.startswith('vmpv_relay_refusals_total{reason="token"}'))) > 0
+        assert len(runs_sent(loadgen(relay.address, small, "--agents", "1", "--token", "second"))) == 1
+    finally:
+        for d in (relay, server):
+            assert d.stop() == 0, d.log()[-2000:]
 
 
 def test_a_backlog_is_forwarded_several_runs_at_once_each_run_whole(tmp_path: Path) -> None:
