@@ -171,7 +171,8 @@ def test_sighup_reloads_the_token_and_forward_concurrency(tmp_path: Path) -> Non
     """Started from a config file with token "first" and one request at a
     time, the relay re-reads it on SIGHUP: from then on it forwards its
     backlog over several connections, refuses the old token and takes the
-    new one; every run still arrives whole."""
+    new one; every run still arrives whole. A file it cannot use changes
+    nothing."""
     import signal
     args, sent = spool_a_backlog(tmp_path, runs=48)
     server = start_server(tmp_path)
@@ -207,6 +208,15 @@ def test_sighup_reloads_the_token_and_forward_concurrency(tmp_path: Path) -> Non
         _, text = http_json(f"http://127.0.0.1:{ops}/metrics")
         assert int(next(l.split()[-1] for l in text.splitlines()
                         if l.startswith('vmpv_relay_refusals_total{reason="token"}'))) > 0
+        assert len(runs_sent(loadgen(relay.address, small, "--agents", "1", "--token", "second"))) == 1
+
+        # A file that does not make sense is not applied: the token stays.
+        conf.write_text("token = third\nforward-concurrency = 99\n")
+        relay.proc.send_signal(signal.SIGHUP)
+        while "SIGHUP: config not reloaded" not in relay.log():
+            assert time.monotonic() < deadline + 90, relay.log()[-2000:]
+            time.sleep(0.01)
+        assert "forward-concurrency" in relay.log().split("SIGHUP: config not reloaded", 1)[1]
         assert len(runs_sent(loadgen(relay.address, small, "--agents", "1", "--token", "second"))) == 1
     finally:
         for d in (relay, server):
