@@ -222,6 +222,6 @@ def test_smallest_period_the_program_survives_and_every_sample_arrives(pipeline:
         run = wait_for_run(pipeline.server_url, run_id)
         assert run["status"] == "complete", run
         truth = assert_run_matches_vmprof(pipeline.server_url, run_id, profile)
-        # Not a rate check: how many samples ~0.5 CPU-seconds give depends
-        # on the machine (exactly 100 in one CI run); only not a handful.
+        # Not a rate check: how many samples the workload's CPU time gives
+        # depends on the machine (exactly 100 in one CI run); only not a handful.
         assert truth["samples"] > 30
