@@ -11,7 +11,11 @@
  *
  *   vmpv-loadgen --relay URL --profile FILE [--agents N] [--runs R] [--token T]
  *                [--rate SAMPLES_PER_S] [--skip-seq K] [--idle SECONDS] [--corrupt N]
- *                [--spool-limit DIR]
+ *                [--latencies FILE] [--spool-limit DIR]
+ *
+ * --latencies FILE writes every acknowledgement latency, in microseconds, one
+ * per line, so that several runs can be pooled into one distribution (a p99
+ * of all acknowledgements rather than a median of per-run p99s).
  *
  * --spool-limit DIR measures the physical limit instead: LZ4 decoding plus
  * the spool's SQLite insert of the same batches, on one thread, nothing else
@@ -459,6 +463,7 @@ int main(int argc, char **argv)
     rate_limit = atof(arg_value(argc, argv, "--rate", "0"));
     skip_seq = atoll(arg_value(argc, argv, "--skip-seq", "-1"));
     int idle_s = atoi(arg_value(argc, argv, "--idle", "0"));
+    const char *latency_file = arg_value(argc, argv, "--latencies", NULL);
     atomic_store(&corrupt_left, atoi(arg_value(argc, argv, "--corrupt", "0")));
     if (!profile || (!relay && !limit_dir) || agents < 1 || agents > 10000 || runs_per_agent < 1) {
         fprintf(stderr, "usage: vmpv-loadgen --relay URL --profile FILE [--agents N] [--runs R] "
@@ -553,6 +558,16 @@ int main(int argc, char **argv)
     qsort(latencies, n, sizeof(*latencies), cmp_u64);
     double p50 = n ? (double)latencies[n / 2] / 1e6 : 0;
     double p99 = n ? (double)latencies[(n * 99) / 100] / 1e6 : 0;
+    if (latency_file) {
+        FILE *f = fopen(latency_file, "w");
+        if (!f) {
+            fprintf(stderr, "loadgen: cannot write %s\n", latency_file);
+            return 1;
+        }
+        for (uint64_t i = 0; i < n; i++)
+            fprintf(f, "%llu\n", (unsigned long long)(latencies[i] / 1000));
+        fclose(f);
+    }
     printf("agents %d runs %d batches %llu refused %llu samples %llu seconds %.3f samples_per_s %.0f "
            "ack_p50_ms %.2f ack_p99_ms %.2f\n",
            agents, agents * runs_per_agent, (unsigned long long)atomic_load(&batches_ok),

@@ -105,6 +105,14 @@ def main() -> None:
         relay_cpu: dict[str, list[float]] = {"this": [], "compare": []}
         compare_p50s, compare_p99s, target_p50s = [], [], []
         floor_p50s, floor_p99s = [], []
+        # Every acknowledgement of the 1M samples/s runs, in microseconds:
+        # the p99 of them all, beside the median of the per-run p99s.
+        pooled: dict[str, list[int]] = {"this": [], "floor": []}
+
+        def read_latencies(path: Path) -> list[int]:
+            values = [int(line) for line in path.read_text().split()]
+            path.unlink()
+            return values
 
         def floor_run(i: int) -> str:
             d = tmp / f"floor{i}"
@@ -114,9 +122,11 @@ def main() -> None:
             assert proc.stdout is not None
             url = proc.stdout.readline().split(" listening on ")[1].strip()
             try:
-                return subprocess.run([loadgen, "--relay", url, "--profile", str(prof), "--agents", "100",
-                                       "--runs", "5", "--rate", "1000000"],
-                                      capture_output=True, text=True, check=True).stdout
+                out = subprocess.run([loadgen, "--relay", url, "--profile", str(prof), "--agents", "100",
+                                      "--runs", "5", "--rate", "1000000", "--latencies", str(tmp / "lat")],
+                                     capture_output=True, text=True, check=True).stdout
+                pooled["floor"] += read_latencies(tmp / "lat")
+                return out
             finally:
                 proc.terminate()
                 proc.wait()
@@ -124,7 +134,8 @@ def main() -> None:
         relay_p99s: dict[str, list[float]] = {"target": [], "half": []}
 
         def intake(i: int, name: str, pin: bool, *rate: str, runs: str = "2", tree: Path = build,
-                   cpu: list[float] | None = None, relay_p99: list[float] | None = None) -> str:
+                   cpu: list[float] | None = None, relay_p99: list[float] | None = None,
+                   latencies: list[int] | None = None) -> str:
             pin = pin and len(cpus) >= 2  # on one CPU, "one core" is all there is
             port = free_port()
             # An older tree's relay may have no histogram: only this tree's is read.
@@ -134,8 +145,11 @@ def main() -> None:
             try:
                 before = cpu_s(relay.pid)
                 out = subprocess.run([*(["taskset", "-c", str(cpus[0])] if pin else []), loadgen, "--relay", url,
-                                      "--profile", str(prof), "--agents", "100", "--runs", runs, *rate],
+                                      "--profile", str(prof), "--agents", "100", "--runs", runs, *rate,
+                                      *(["--latencies", str(tmp / "lat")] if latencies is not None else [])],
                                      capture_output=True, text=True, check=True).stdout
+                if latencies is not None:
+                    latencies += read_latencies(tmp / "lat")
                 if cpu is not None:
                     cpu.append(cpu_s(relay.pid) - before)
                 if relay_p99 is not None:
@@ -158,7 +172,7 @@ def main() -> None:
             # Five runs per agent (~10-20 s): a sustained half load, so that
             # the p99 is not just the first second's connection burst.
             out = intake(i, "t", False, "--rate", "1000000", runs="5", cpu=relay_cpu["this"],
-                         relay_p99=relay_p99s["target"])
+                         relay_p99=relay_p99s["target"], latencies=pooled["this"])
             target_p50s.append(field(out, "ack_p50_ms"))
             target_p99s.append(field(out, "ack_p99_ms"))
             if a.compare:
@@ -194,6 +208,13 @@ def main() -> None:
         print(f"{'  the same inside the relay, ms':44} {med(relay_p99s['target']):12.1f}  {relay_p99s['target']}")
         print(f"{'  the floor (vmpv-ack-floor --decode), ms':44} {med(floor_p99s):12.1f}  {floor_p99s} "
               f"(p50 {med(floor_p50s):.2f}, this relay's {med(target_p50s):.2f})")
+        def pooled_q(values: list[int], q: float) -> float:
+            ordered = sorted(values)
+            return ordered[min(int(len(ordered) * q), len(ordered) - 1)] / 1000
+        for name, label in (("this", "this relay"), ("floor", "the floor")):
+            v = pooled[name]
+            print(f"{'  all acks pooled, ' + label + ': p99 / p99.9, ms':44} {pooled_q(v, 0.99):12.1f}  "
+                  f"/ {pooled_q(v, 0.999):.1f} of {len(v)}, {sum(x > 20000 for x in v) / len(v):.2%} over 20 ms")
         print(f"{'ack latency p99 at half the intake, ms':44} {med(half_p99s):12.1f}  {half_p99s}")
         print(f"{'  the same inside the relay, ms':44} {med(relay_p99s['half']):12.1f}  {relay_p99s['half']}")
         print(f"{'relay CPU at 1M samples/s (5 runs x 100 agents), s':44} {med(relay_cpu['this']):12.2f}  "
