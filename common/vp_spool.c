@@ -17,7 +17,8 @@ struct vp_spool {
     pthread_mutex_t mu;
     uint64_t max_bytes;
     uint64_t bytes; /* this connection's view; refreshed before each put */
-    sqlite3_stmt *put, *put_body, *exists, *seen, *bytes_q, *runs, *peek, *del, *mark, *info_get, *info_put;
+    sqlite3_stmt *put, *put_body, *exists, *seen, *bytes_q, *runs, *peek, *del, *mark, *info_get, *info_put,
+        *keep_copy;
 };
 
 /* Spool format 2 (user_version 2): a batch's metadata and its body live in
@@ -314,7 +315,10 @@ int vp_spool_open(const char *path, uint64_t max_bytes, vp_spool **out, char *er
                    " DO UPDATE SET next_seq=max(next_seq, excluded.next_seq)", &s->mark) ||
         prepare(s, "SELECT version, mode, period_us, first_t_ns FROM run_info WHERE run_id=?", &s->info_get) ||
         prepare(s, "INSERT OR REPLACE INTO run_info(run_id, version, mode, period_us, first_t_ns)"
-                   " VALUES(?,?,?,?,?)", &s->info_put))
+                   " VALUES(?,?,?,?,?)", &s->info_put) ||
+        prepare(s, "INSERT OR IGNORE INTO copies SELECT b.run_id, b.seq, b.kind, d.body"
+                   " FROM batches b JOIN bodies d ON d.id = b.body_id"
+                   " WHERE b.run_id=? AND b.seq=?", &s->keep_copy))
         goto fail;
     if (sqlite3_step(s->bytes_q) == SQLITE_ROW)
         s->bytes = (uint64_t)sqlite3_column_int64(s->bytes_q, 0);
@@ -506,16 +510,10 @@ static int done_one(vp_spool *s, const vp_spool_done_req *r)
 {
     int c = SQLITE_DONE;
     if (r->keep_copy) {
-        sqlite3_stmt *cp = NULL;
-        c = sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO copies SELECT b.run_id, b.seq, b.kind, d.body"
-                                      " FROM batches b JOIN bodies d ON d.id = b.body_id"
-                                      " WHERE b.run_id=? AND b.seq=?", -1, &cp, NULL);
-        if (c == SQLITE_OK) {
-            sqlite3_bind_blob(cp, 1, r->run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
-            sqlite3_bind_int64(cp, 2, (sqlite3_int64)r->seq);
-            c = sqlite3_step(cp);
-        }
-        sqlite3_finalize(cp);
+        sqlite3_bind_blob(s->keep_copy, 1, r->run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
+        sqlite3_bind_int64(s->keep_copy, 2, (sqlite3_int64)r->seq);
+        c = sqlite3_step(s->keep_copy);
+        sqlite3_reset(s->keep_copy);
     }
     sqlite3_bind_blob(s->mark, 1, r->run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(s->mark, 2, (sqlite3_int64)(r->seq + 1));
@@ -833,7 +831,7 @@ void vp_spool_close(vp_spool *s)
     if (!s)
         return;
     sqlite3_stmt *all[] = {s->put, s->put_body, s->exists,  s->seen,    s->bytes_q, s->runs,
-                           s->peek, s->del,     s->mark,    s->info_get, s->info_put};
+                           s->peek, s->del,     s->mark,    s->info_get, s->info_put, s->keep_copy};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
     if (s->db)
