@@ -99,12 +99,6 @@ vpr_forwarder *vpr_forwarder_start(const char *spool_path, const char *server_ur
                                    const char *server_token, uint64_t gap_wait_ms,
                                    const char *legacy_url, unsigned concurrency, char *err,
                                    size_t errlen);
-
-/* legacy.c: sends one whole run, rebuilt from the spool's kept copies, to an
- * old vmprof-viewer server (POST base_url/submit/); forgets the copies when
- * it took them, or when the run can never be sent (logged). Forwarder
- * thread only. VP_EIO if the old server did not take it (retry later). */
-int vpr_legacy_send(vp_spool *spool, const char *base_url, const uint8_t run_id[VP_RUN_ID_LEN]);
 /* From the next pass on, forward up to n runs at once (1..
  * VP_MAX_FORWARD_CONCURRENCY). Thread-safe. */
 void vpr_forwarder_set_concurrency(vpr_forwarder *f, unsigned n);
@@ -112,5 +106,11 @@ void vpr_forwarder_set_concurrency(vpr_forwarder *f, unsigned n);
 void vpr_forwarder_kick(vpr_forwarder *f);
 /* Gives the forwarder up to drain_ms to empty the spool, then stops it. */
 void vpr_forwarder_free(vpr_forwarder *f, uint64_t drain_ms);
+
+/* legacy.c: sends one whole run, rebuilt from the spool's kept copies, to an
+ * old vmprof-viewer server (POST base_url/submit/); forgets the copies when
+ * it took them, or when the run can never be sent (logged). Forwarder
+ * thread only. VP_EIO if the old server did not take it (retry later). */
+int vpr_legacy_send(vp_spool *spool, const char *base_url, const uint8_t run_id[VP_RUN_ID_LEN]);
 
 #endif
