@@ -35,7 +35,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import free_port
+from _common import cpu_seconds, free_port, percentile, proc_status_kb
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,18 +48,6 @@ def start_relay(build: Path, data: Path, *extra: str,
     assert proc.stdout is not None
     line = proc.stdout.readline()
     return proc, line.split(" listening on ")[1].strip()
-
-
-def rss_kib(pid: int) -> tuple[int, int]:
-    text = Path(f"/proc/{pid}/status").read_text()
-    get = lambda k: int(re.search(rf"{k}:\s+(\d+)", text).group(1))  # noqa: E731
-    return get("VmRSS"), get("VmHWM")
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def relay_ack_quantile(metrics_url: str, q: float) -> float:
@@ -143,7 +131,7 @@ def main() -> None:
             relay, url = start_relay(tree, tmp / f"{name}{i}", *ops,
                                      pin=["taskset", "-c", str(cpus[1])] if pin else [])
             try:
-                before = cpu_s(relay.pid)
+                before = cpu_seconds(relay.pid)
                 out = subprocess.run([*(["taskset", "-c", str(cpus[0])] if pin else []), loadgen, "--relay", url,
                                       "--profile", str(prof), "--agents", "100", "--runs", runs, *rate,
                                       *(["--latencies", str(tmp / "lat")] if latencies is not None else [])],
@@ -151,7 +139,7 @@ def main() -> None:
                 if latencies is not None:
                     latencies += read_latencies(tmp / "lat")
                 if cpu is not None:
-                    cpu.append(cpu_s(relay.pid) - before)
+                    cpu.append(cpu_seconds(relay.pid) - before)
                 if relay_p99 is not None:
                     relay_p99.append(round(relay_ack_quantile(f"http://127.0.0.1:{port}/metrics", 0.99), 1))
                 return out
@@ -187,11 +175,11 @@ def main() -> None:
                          relay_p99=relay_p99s["half"])
             half_p99s.append(field(out, "ack_p99_ms"))
         relay, url = start_relay(build, tmp / "idle")
-        before = rss_kib(relay.pid)
+        before = proc_status_kb(relay.pid, ("VmRSS", "VmHWM"))
         idle = subprocess.Popen([loadgen, "--relay", url, "--profile", str(prof), "--agents", "1000", "--idle", "5"],
                                 stdout=subprocess.PIPE, text=True)
         time.sleep(4)
-        during = rss_kib(relay.pid)
+        during = proc_status_kb(relay.pid, ("VmRSS", "VmHWM"))
         idle.wait()
         relay.terminate()
         relay.wait()
@@ -208,13 +196,10 @@ def main() -> None:
         print(f"{'  the same inside the relay, ms':44} {med(relay_p99s['target']):12.1f}  {relay_p99s['target']}")
         print(f"{'  the floor (vmpv-ack-floor --decode), ms':44} {med(floor_p99s):12.1f}  {floor_p99s} "
               f"(p50 {med(floor_p50s):.2f}, this relay's {med(target_p50s):.2f})")
-        def pooled_q(values: list[int], q: float) -> float:
-            ordered = sorted(values)
-            return ordered[min(int(len(ordered) * q), len(ordered) - 1)] / 1000
         for name, label in (("this", "this relay"), ("floor", "the floor")):
             v = pooled[name]
-            print(f"{'  all acks pooled, ' + label + ': p99 / p99.9, ms':44} {pooled_q(v, 0.99):12.1f}  "
-                  f"/ {pooled_q(v, 0.999):.1f} of {len(v)}, {sum(x > 20000 for x in v) / len(v):.2%} over 20 ms")
+            print(f"{'  all acks pooled, ' + label + ': p99 / p99.9, ms':44} {percentile(v, 99) / 1000:12.1f}  "
+                  f"/ {percentile(v, 99.9) / 1000:.1f} of {len(v)}, {sum(x > 20000 for x in v) / len(v):.2%} over 20 ms")
         print(f"{'ack latency p99 at half the intake, ms':44} {med(half_p99s):12.1f}  {half_p99s}")
         print(f"{'  the same inside the relay, ms':44} {med(relay_p99s['half']):12.1f}  {relay_p99s['half']}")
         print(f"{'relay CPU at 1M samples/s (5 runs x 100 agents), s':44} {med(relay_cpu['this']):12.2f}  "
@@ -224,7 +209,7 @@ def main() -> None:
                   f"{med(compare_p99s):.1f}  {compare_p99s} (this: p50 {med(target_p50s):.2f})")
             print(f"{'--compare relay: CPU at 1M samples/s, s':44} {med(relay_cpu['compare']):12.2f}  "
                   f"{[round(x, 2) for x in relay_cpu['compare']]}")
-        print(f"{'relay RSS idle / with 1000 idle agents, KiB':44} {before[0]:>6} / {during[0]}  (peak {during[1]})")
+        print(f"{'relay RSS idle / with 1000 idle agents, KiB':44} {before['VmRSS']:>6} / {during['VmRSS']}  (peak {during['VmHWM']})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -116,7 +116,7 @@ typedef struct vp_spool_done_req {
  * one stays spooled. */
 int vp_spool_done(vp_spool *s, const vp_spool_done_req *reqs, size_t n);
 
-/* The second sink's table: batches kept by vp_spool_done(..., 1) until the
+/* The second sink's table: batches kept by vp_spool_done (keep_copy) until the
  * whole run has gone to the second sink. */
 /* vp_spool_copies_ready lists up to cap runs whose kept copies include the
  * CLOSE batch (the run is whole). Returns the count or a negative error. */
