@@ -68,6 +68,13 @@
 #define VP_SPOOL_CACHE_KIB 16384
 #define VP_SPOOL_CACHE_KIB_STR "16384"
 
+/* Runs whose header layout each spool connection remembers in memory
+ * (direct-mapped by run id, ~48 bytes each): the relay reads it for every
+ * batch it prepares, and a query paid for a read transaction and, as the
+ * intake's commits had changed the file meanwhile, rereading the table's
+ * pages. A collision only costs one query. */
+#define VP_SPOOL_INFO_CACHE 1024u
+
 /* The relay's spool checkpoints its WAL in the background once commits have
  * grown it to this size (SQLite's own automatic threshold: 1000 pages,
  * ~4 MiB at its default page size)... */

@@ -12,6 +12,14 @@
 #include "vp_log.h"
 #include "vp_mem.h"
 
+/* A run's info never changes once stored (it is the run's HEADER and first
+ * sample time) and is never deleted, so a cached copy cannot go stale. */
+typedef struct info_slot {
+    uint8_t run_id[VP_RUN_ID_LEN];
+    uint8_t used;
+    vp_spool_run_info info;
+} info_slot;
+
 struct vp_spool {
     sqlite3 *db;
     pthread_mutex_t mu;
@@ -19,6 +27,7 @@ struct vp_spool {
     uint64_t bytes; /* this connection's view; refreshed before each put */
     sqlite3_stmt *put, *put_body, *exists, *seen, *bytes_q, *runs, *peek, *del, *mark, *info_get, *info_put,
         *keep_copy;
+    info_slot infos[VP_SPOOL_INFO_CACHE];
 };
 
 /* Spool format 2 (user_version 2): a batch's metadata and its body live in
@@ -411,7 +420,16 @@ static void put_locked(vp_spool *s, vp_spool_put_req *q)
 
 int vp_spool_get_info(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], vp_spool_run_info *out)
 {
+    /* Run ids are random: their first bytes spread runs over the slots. */
+    uint64_t spread;
+    memcpy(&spread, run_id, sizeof(spread));
+    info_slot *slot = &s->infos[spread % VP_SPOOL_INFO_CACHE];
     pthread_mutex_lock(&s->mu);
+    if (slot->used && memcmp(slot->run_id, run_id, VP_RUN_ID_LEN) == 0) {
+        *out = slot->info;
+        pthread_mutex_unlock(&s->mu);
+        return VP_OK;
+    }
     sqlite3_bind_blob(s->info_get, 1, run_id, VP_RUN_ID_LEN, SQLITE_STATIC);
     int step = sqlite3_step(s->info_get);
     int rc = step == SQLITE_ROW ? VP_OK : step == SQLITE_DONE ? VP_ENOTFOUND : VP_EIO;
@@ -420,6 +438,9 @@ int vp_spool_get_info(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], vp_spool
         out->mode = (uint8_t)sqlite3_column_int(s->info_get, 1);
         out->period_us = (uint64_t)sqlite3_column_int64(s->info_get, 2);
         out->first_t_ns = sqlite3_column_int64(s->info_get, 3);
+        memcpy(slot->run_id, run_id, VP_RUN_ID_LEN);
+        slot->info = *out;
+        slot->used = 1;
     }
     sqlite3_reset(s->info_get);
     pthread_mutex_unlock(&s->mu);

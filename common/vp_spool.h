@@ -71,7 +71,8 @@ typedef struct vp_spool_run_info {
 } vp_spool_run_info;
 
 /* vp_spool_get_info reads what vp_spool_put_many stored for a run;
- * VP_ENOTFOUND if nothing. */
+ * VP_ENOTFOUND if nothing. A run found once is answered from s's memory
+ * after that (VP_SPOOL_INFO_CACHE runs). */
 int vp_spool_get_info(vp_spool *s, const uint8_t run_id[VP_RUN_ID_LEN], vp_spool_run_info *out);
 
 /* One batch of a group commit: the inputs, and where its outcome goes. */
