@@ -14,11 +14,16 @@
      relay can do before a durable ack (LZ4-decode, append to a file, one
      fdatasync per group): this machine's floor for the ack latency,
   5. relay RSS with 1,000 idle agent connections.
+The 1M samples/s runs of 3 and 4 run twice: at the default priority and at
+the niceness ops/vmpv-relay.service gives the relay (--nice, read from the
+unit; negative values need root), relay and floor alike: the load generator
+stands in for agents that, deployed, run on other hosts, and here it and the
+machine's other work share the relay's two cores.
 Repeats 1-3 and prints medians and the intake/limit ratio. --compare DIR adds
 the relay of another build tree to the 1M samples/s runs, interleaved, with
 this tree's load generator: ack p50/p99 and the relay's CPU time for both.
 
-  bench/relay_bench.py [--build DIR] [--repeat N] [--samples N] [--compare DIR]
+  bench/relay_bench.py [--build DIR] [--repeat N] [--samples N] [--compare DIR] [--nice N]
 Use a release build (meson setup build-release --buildtype=release).
 """
 from __future__ import annotations
@@ -50,6 +55,12 @@ def start_relay(build: Path, data: Path, *extra: str,
     return proc, line.split(" listening on ")[1].strip()
 
 
+def unit_nice() -> int:
+    """The Nice= of the relay's systemd unit: the priority it is deployed at."""
+    m = re.search(r"^Nice=(-?\d+)$", (ROOT / "ops" / "vmpv-relay.service").read_text(), re.M)
+    return int(m.group(1)) if m else 0
+
+
 def relay_ack_quantile(metrics_url: str, q: float) -> float:
     """The q-quantile of the relay's own vmpv_relay_ack_seconds histogram, in
     ms, interpolated inside its bucket as Prometheus' histogram_quantile does."""
@@ -78,8 +89,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--samples", type=int, default=20000, help="samples per generated run")
     ap.add_argument("--compare", default=None, help="another build tree whose relay runs the 1M samples/s load too")
+    ap.add_argument("--nice", type=int, default=unit_nice(),
+                    help="niceness of the second set of 1M samples/s runs (default: ops/vmpv-relay.service's Nice=)")
     a = ap.parse_args()
     build = Path(a.build)
+    if a.nice < 0 and os.geteuid() != 0:
+        print(f"warning: nice {a.nice} needs root; the runs at the unit's priority are left out", file=sys.stderr)
+        a.nice = 0
+    nice = ["nice", "-n", str(a.nice)] if a.nice else []
     loadgen = str(build / "bench" / "vmpv-loadgen")
     tmp = Path(tempfile.mkdtemp(prefix="vmpv-relay-bench-"))
     try:
@@ -95,17 +112,21 @@ def main() -> None:
         floor_p50s, floor_p99s = [], []
         # Every acknowledgement of the 1M samples/s runs, in microseconds:
         # the p99 of them all, beside the median of the per-run p99s.
-        pooled: dict[str, list[int]] = {"this": [], "floor": []}
+        pooled: dict[str, list[int]] = {"this": [], "floor": [], "this@nice": [], "floor@nice": []}
+        nice_p99s: dict[str, list[float]] = {"this": [], "floor": []}
+        # With the relay served first, the load generator must still send the
+        # rate asked for, or the runs at nice would be at a lighter load.
+        nice_rates: list[float] = []
 
         def read_latencies(path: Path) -> list[int]:
             values = [int(line) for line in path.read_text().split()]
             path.unlink()
             return values
 
-        def floor_run(i: int) -> str:
+        def floor_run(i: int, prefix: list[str], pool: list[int]) -> str:
             d = tmp / f"floor{i}"
             d.mkdir()
-            proc = subprocess.Popen([str(build / "bench" / "vmpv-ack-floor"), "--file", str(d / "batches"),
+            proc = subprocess.Popen([*prefix, str(build / "bench" / "vmpv-ack-floor"), "--file", str(d / "batches"),
                                      "--decode"], stdout=subprocess.PIPE, text=True)
             assert proc.stdout is not None
             url = proc.stdout.readline().split(" listening on ")[1].strip()
@@ -113,23 +134,23 @@ def main() -> None:
                 out = subprocess.run([loadgen, "--relay", url, "--profile", str(prof), "--agents", "100",
                                       "--runs", "5", "--rate", "1000000", "--latencies", str(tmp / "lat")],
                                      capture_output=True, text=True, check=True).stdout
-                pooled["floor"] += read_latencies(tmp / "lat")
+                pool += read_latencies(tmp / "lat")
                 return out
             finally:
                 proc.terminate()
                 proc.wait()
                 shutil.rmtree(d, ignore_errors=True)
-        relay_p99s: dict[str, list[float]] = {"target": [], "half": []}
+        relay_p99s: dict[str, list[float]] = {"target": [], "half": [], "nice": []}
 
         def intake(i: int, name: str, pin: bool, *rate: str, runs: str = "2", tree: Path = build,
                    cpu: list[float] | None = None, relay_p99: list[float] | None = None,
-                   latencies: list[int] | None = None) -> str:
+                   latencies: list[int] | None = None, prefix: list[str] | None = None) -> str:
             pin = pin and len(cpus) >= 2  # on one CPU, "one core" is all there is
             port = free_port()
             # An older tree's relay may have no histogram: only this tree's is read.
             ops = ["--metrics-listen", f"127.0.0.1:{port}"] if relay_p99 is not None else []
             relay, url = start_relay(tree, tmp / f"{name}{i}", *ops,
-                                     pin=["taskset", "-c", str(cpus[1])] if pin else [])
+                                     pin=["taskset", "-c", str(cpus[1])] if pin else prefix)
             try:
                 before = cpu_seconds(relay.pid)
                 out = subprocess.run([*(["taskset", "-c", str(cpus[0])] if pin else []), loadgen, "--relay", url,
@@ -168,9 +189,15 @@ def main() -> None:
                              cpu=relay_cpu["compare"])
                 compare_p50s.append(field(out, "ack_p50_ms"))
                 compare_p99s.append(field(out, "ack_p99_ms"))
-            out = floor_run(i)
+            out = floor_run(i, [], pooled["floor"])
             floor_p50s.append(field(out, "ack_p50_ms"))
             floor_p99s.append(field(out, "ack_p99_ms"))
+            if nice:
+                out = intake(i, "n", False, "--rate", "1000000", runs="5", latencies=pooled["this@nice"],
+                             prefix=nice, relay_p99=relay_p99s["nice"])
+                nice_p99s["this"].append(field(out, "ack_p99_ms"))
+                nice_rates.append(field(out, "samples_per_s"))
+                nice_p99s["floor"].append(field(floor_run(i, nice, pooled["floor@nice"]), "ack_p99_ms"))
             out = intake(i, "h", False, "--rate", str(int(intakes[-1] / 2)), runs="5",
                          relay_p99=relay_p99s["half"])
             half_p99s.append(field(out, "ack_p99_ms"))
@@ -196,8 +223,18 @@ def main() -> None:
         print(f"{'  the same inside the relay, ms':44} {med(relay_p99s['target']):12.1f}  {relay_p99s['target']}")
         print(f"{'  the floor (vmpv-ack-floor --decode), ms':44} {med(floor_p99s):12.1f}  {floor_p99s} "
               f"(p50 {med(floor_p50s):.2f}, this relay's {med(target_p50s):.2f})")
-        for name, label in (("this", "this relay"), ("floor", "the floor")):
+        if nice:
+            print(f"{'ack latency p99 at 1M samples/s, nice ' + str(a.nice) + ', ms':44} "
+                  f"{med(nice_p99s['this']):12.1f}  {nice_p99s['this']} "
+                  f"(load sent: {min(nice_rates) / 1e6:.3f}-{max(nice_rates) / 1e6:.3f}M samples/s)")
+            print(f"{'  the same inside the relay, ms':44} {med(relay_p99s['nice']):12.1f}  {relay_p99s['nice']}")
+            print(f"{'  the floor at nice ' + str(a.nice) + ', ms':44} {med(nice_p99s['floor']):12.1f}  "
+                  f"{nice_p99s['floor']}")
+        for name, label in (("this", "this relay"), ("floor", "the floor"),
+                            ("this@nice", f"this relay at nice {a.nice}"), ("floor@nice", f"the floor at nice {a.nice}")):
             v = pooled[name]
+            if not v:
+                continue
             print(f"{'  all acks pooled, ' + label + ': p99 / p99.9, ms':44} {percentile(v, 99) / 1000:12.1f}  "
                   f"/ {percentile(v, 99.9) / 1000:.1f} of {len(v)}, {sum(x > 20000 for x in v) / len(v):.2%} over 20 ms")
         print(f"{'ack latency p99 at half the intake, ms':44} {med(half_p99s):12.1f}  {half_p99s}")
