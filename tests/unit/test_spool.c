@@ -79,9 +79,13 @@ int main(void)
     }
     snprintf(path, sizeof(path), "%s/spool.sqlite", dir);
     RUN(test_run_info_read_again_and_after_a_collision);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        char file[300];
+        snprintf(file, sizeof(file), "%s%s", path, suffixes[i]);
+        unlink(file); /* the WAL and its index may be gone already */
+    }
+    if (rmdir(dir) != 0)
+        perror(dir);
     TEST_MAIN_END();
 }
