@@ -566,7 +566,10 @@ int main(int argc, char **argv)
         }
         for (uint64_t i = 0; i < n; i++)
             fprintf(f, "%llu\n", (unsigned long long)(latencies[i] / 1000));
-        fclose(f);
+        if (ferror(f) | fclose(f)) { /* both: the file is closed either way */
+            fprintf(stderr, "loadgen: writing %s failed\n", latency_file);
+            return 1;
+        }
     }
     printf("agents %d runs %d batches %llu refused %llu samples %llu seconds %.3f samples_per_s %.0f "
            "ack_p50_ms %.2f ack_p99_ms %.2f\n",

@@ -61,6 +61,12 @@ def unit_nice() -> int:
     return int(m.group(1)) if m else 0
 
 
+def pool_figures(us: list[int]) -> str:
+    """p99 and p99.9 in ms and the share over 20 ms of pooled latencies in us."""
+    return (f"{percentile(us, 99) / 1000:12.1f}  / {percentile(us, 99.9) / 1000:.1f} of {len(us)}, "
+            f"{sum(x > 20000 for x in us) / len(us):.2%} over 20 ms")
+
+
 def relay_ack_quantile(metrics_url: str, q: float) -> float:
     """The q-quantile of the relay's own vmpv_relay_ack_seconds histogram, in
     ms, interpolated inside its bucket as Prometheus' histogram_quantile does."""
@@ -239,13 +245,11 @@ def main() -> None:
             v = pooled[name]
             if not v:
                 continue
-            print(f"{'  all acks pooled, ' + label + ': p99 / p99.9, ms':44} {percentile(v, 99) / 1000:12.1f}  "
-                  f"/ {percentile(v, 99.9) / 1000:.1f} of {len(v)}, {sum(x > 20000 for x in v) / len(v):.2%} over 20 ms")
+            print(f"{'  all acks pooled, ' + label + ': p99 / p99.9, ms':44} {pool_figures(v)}")
         # A host stall that the floor itself cannot meet 20 ms through says
         # nothing about the relay: the relay's acks again, from the repeats
         # whose floor run (just before or after, at the same priority) did.
-        for name, floor_name, floor_p99 in (("this", "floor", floor_p99s),
-                                            ("this@nice", "floor@nice", nice_p99s["floor"])):
+        for name, floor_p99 in (("this", floor_p99s), ("this@nice", nice_p99s["floor"])):
             if not pooled[name]:
                 continue
             starts = [0] + ends[name][:-1]
@@ -255,9 +259,8 @@ def main() -> None:
             if not v:
                 print(f"  {label}: no repeat whose floor met 20 ms")
                 continue
-            print(f"{'  ' + label + ', repeats whose floor met 20 ms: p99 / p99.9, ms':44} "
-                  f"{percentile(v, 99) / 1000:12.1f}  / {percentile(v, 99.9) / 1000:.1f} of {len(v)} "
-                  f"({len(kept)} of {len(floor_p99)} repeats), {sum(x > 20000 for x in v) / len(v):.2%} over 20 ms")
+            print(f"{'  ' + label + ', repeats whose floor met 20 ms: p99 / p99.9, ms':44} {pool_figures(v)} "
+                  f"({len(kept)} of {len(floor_p99)} repeats)")
         print(f"{'ack latency p99 at half the intake, ms':44} {med(half_p99s):12.1f}  {half_p99s}")
         print(f"{'  the same inside the relay, ms':44} {med(relay_p99s['half']):12.1f}  {relay_p99s['half']}")
         print(f"{'relay CPU at 1M samples/s (5 runs x 100 agents), s':44} {med(relay_cpu['this']):12.2f}  "
